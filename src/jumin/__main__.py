@@ -1,0 +1,3 @@
+from jumin.cli import main
+
+main()

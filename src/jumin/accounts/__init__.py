@@ -1,0 +1,1 @@
+"""Staff accounts, agency API clients, roles, MFA and sessions."""

@@ -1,0 +1,144 @@
+"""The FastAPI app factory: routes, problem+json errors, request ids, access logs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from jumin import __version__
+from jumin.accounts.api import router as accounts_router
+from jumin.api_support import PROBLEM_JSON, PUBLIC, problem_body, problem_response
+from jumin.audit.api import router as audit_router
+from jumin.core.errors import DomainError, problem_type
+from jumin.db import default_engine
+from jumin.request_context import new_request_id, set_request_id
+
+log = logging.getLogger("jumin.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+_HTTP_TITLES = {
+    404: ("not-found", "対象が見つかりません", "指定されたURLは存在しません。"),
+    405: (
+        "method-not-allowed",
+        "許可されていないメソッドです",
+        "このURLはそのメソッドを受け付けません。",
+    ),
+}
+
+
+def _field_of(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def create_app(engine: Engine | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Jumin 住民基本台帳システム API",
+        version=__version__,
+        description=(
+            "住民記録・住基ネット・証明書・マイナンバーカードのAPI。"
+            "エラーは application/problem+json (RFC 9457) で返します。"
+        ),
+    )
+    app.state.engine = engine or default_engine()
+
+    @app.middleware("http")
+    async def request_id_and_access_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        incoming = request.headers.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
+        set_request_id(request_id)
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request_id
+        route = request.scope.get("route")
+        # The route template, never the concrete path: paths and queries can hold
+        # identifiers and names.
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": getattr(route, "path", "unmatched"),
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+        return response
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _field_of(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        first = errors[0]["field"] if errors else None
+        return JSONResponse(
+            problem_body(
+                type_uri=problem_type("malformed-request"),
+                title="入力形式が正しくありません",
+                status=422,
+                detail=f"{len(errors)}件の項目が形式に合いません。"
+                + (f" 最初の項目: {first}" if first else ""),
+                field=first,
+                errors=errors,
+            ),
+            status_code=422,
+            media_type=PROBLEM_JSON,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug, title, detail = _HTTP_TITLES.get(
+            exc.status_code, ("http-error", "リクエストを処理できません", str(exc.detail))
+        )
+        return JSONResponse(
+            problem_body(
+                type_uri=problem_type(slug),
+                title=title,
+                status=exc.status_code,
+                detail=detail,
+                field=None,
+            ),
+            status_code=exc.status_code,
+            media_type=PROBLEM_JSON,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse(
+            problem_body(
+                type_uri=problem_type("internal-error"),
+                title="内部エラーが発生しました",
+                status=500,
+                detail="処理は行われていません。リクエストIDを添えて管理者に連絡してください。",
+                field=None,
+            ),
+            status_code=500,
+            media_type=PROBLEM_JSON,
+        )
+
+    @app.get("/healthz", dependencies=[Depends(PUBLIC)], tags=["運用"], summary="死活監視")
+    def healthz() -> dict[str, str]:
+        with app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(accounts_router)
+    app.include_router(audit_router)
+    return app

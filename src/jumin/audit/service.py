@@ -1,0 +1,262 @@
+"""Writing and verifying the audit log.
+
+``record`` is called by every use case that reads or changes personal data, inside the
+caller's transaction: if the use case rolls back, so does its audit entry, and an
+action that commits always has one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from sqlalchemy.orm import Session
+
+from jumin.audit import repository
+from jumin.audit.domain import (
+    GENESIS_HASH,
+    Actor,
+    AuditAction,
+    ChainProblem,
+    EntryContent,
+    Outcome,
+    VerificationReport,
+    checkpoint_message,
+)
+from jumin.audit.models import AuditCheckpoint, AuditEntry
+from jumin.config import get_settings
+from jumin.db import utcnow
+from jumin.keys import SigningKey, load_or_create_ed25519
+from jumin.request_context import current_request_id
+
+AUDIT_KEY_NAME = "audit-checkpoint"
+
+
+def _signing_key() -> SigningKey:
+    return load_or_create_ed25519(AUDIT_KEY_NAME)
+
+
+def chain_for(actor: Actor) -> str:
+    """One chain per organisation: appends from different bodies never wait on each other."""
+    return actor.organisation_code
+
+
+def record(
+    session: Session,
+    *,
+    actor: Actor,
+    action: AuditAction,
+    target_kind: str,
+    target_id: str,
+    purpose: str = "",
+    outcome: Outcome = Outcome.SUCCESS,
+    detail: str = "",
+    now: dt.datetime | None = None,
+) -> AuditEntry:
+    chain = chain_for(actor)
+    head = repository.lock_head(session, chain)
+    content = EntryContent(
+        chain=chain,
+        seq=head.last_seq + 1,
+        occurred_at=now or utcnow(),
+        request_id=current_request_id(),
+        actor_kind=actor.kind.value,
+        actor_id=actor.actor_id,
+        organisation_code=actor.organisation_code,
+        action=action.value,
+        target_kind=target_kind,
+        target_id=target_id,
+        purpose=purpose,
+        outcome=outcome.value,
+        detail=detail,
+        prev_hash=head.last_hash,
+    )
+    entry_hash = content.digest()
+    entry = AuditEntry(
+        chain=content.chain,
+        seq=content.seq,
+        occurred_at=content.occurred_at,
+        request_id=content.request_id,
+        actor_kind=content.actor_kind,
+        actor_id=content.actor_id,
+        organisation_code=content.organisation_code,
+        action=content.action,
+        target_kind=content.target_kind,
+        target_id=content.target_id,
+        purpose=content.purpose,
+        outcome=content.outcome,
+        detail=content.detail,
+        prev_hash=content.prev_hash,
+        entry_hash=entry_hash,
+    )
+    session.add(entry)
+    head.last_seq = content.seq
+    head.last_hash = entry_hash
+    if content.seq % get_settings().audit_checkpoint_every == 0:
+        key = _signing_key()
+        session.add(
+            AuditCheckpoint(
+                chain=chain,
+                seq=content.seq,
+                entry_hash=entry_hash,
+                signed_at=content.occurred_at,
+                key_id=key.key_id,
+                signature=key.private_key.sign(checkpoint_message(chain, content.seq, entry_hash)).hex(),
+            )
+        )
+    session.flush()
+    return entry
+
+
+def _content_of(entry: AuditEntry) -> EntryContent:
+    return EntryContent(
+        chain=entry.chain,
+        seq=entry.seq,
+        occurred_at=entry.occurred_at,
+        request_id=entry.request_id,
+        actor_kind=entry.actor_kind,
+        actor_id=entry.actor_id,
+        organisation_code=entry.organisation_code,
+        action=entry.action,
+        target_kind=entry.target_kind,
+        target_id=entry.target_id,
+        purpose=entry.purpose,
+        outcome=entry.outcome,
+        detail=entry.detail,
+        prev_hash=entry.prev_hash,
+    )
+
+
+def verify(session: Session) -> VerificationReport:
+    """Walk every chain and report each place where it is not what was written."""
+    key = _signing_key()
+    problems: list[ChainProblem] = []
+    heads = {h.chain: h for h in repository.heads(session)}
+    chains = sorted(set(heads) | set(repository.chains_with_entries(session)))
+    total_entries = 0
+    total_checkpoints = 0
+    for chain in chains:
+        hashes: dict[int, str] = {}
+        expected_seq = 1
+        prev_hash = GENESIS_HASH
+        for entry in repository.entries_in_order(session, chain):
+            total_entries += 1
+            if entry.seq != expected_seq:
+                problems.append(ChainProblem(chain, expected_seq, None, f"entry {expected_seq} is missing"))
+            elif entry.prev_hash != prev_hash:
+                problems.append(ChainProblem(chain, entry.seq, entry.id, "previous hash does not match"))
+            elif _content_of(entry).digest() != entry.entry_hash:
+                problems.append(ChainProblem(chain, entry.seq, entry.id, "content does not match its hash"))
+            hashes[entry.seq] = entry.entry_hash
+            expected_seq = entry.seq + 1
+            prev_hash = entry.entry_hash
+        head = heads.get(chain)
+        last_seq = expected_seq - 1
+        if head is None:
+            problems.append(ChainProblem(chain, last_seq, None, "chain head is missing"))
+        elif head.last_seq != last_seq or head.last_hash != prev_hash:
+            problems.append(
+                ChainProblem(
+                    chain,
+                    head.last_seq,
+                    None,
+                    "chain ends before its recorded head"
+                    if head.last_seq > last_seq
+                    else "chain head does not match the last entry",
+                )
+            )
+        for checkpoint in repository.checkpoints(session, chain):
+            total_checkpoints += 1
+            try:
+                key.public_key.verify(
+                    bytes.fromhex(checkpoint.signature),
+                    checkpoint_message(chain, checkpoint.seq, checkpoint.entry_hash),
+                )
+            except (InvalidSignature, ValueError):
+                problems.append(ChainProblem(chain, checkpoint.seq, None, "checkpoint signature is invalid"))
+                continue
+            if hashes.get(checkpoint.seq) != checkpoint.entry_hash:
+                problems.append(
+                    ChainProblem(chain, checkpoint.seq, None, "entry differs from its signed checkpoint")
+                )
+    problems.sort(key=lambda p: (p.chain, p.seq))
+    return VerificationReport(
+        chains=len(chains),
+        entries=total_entries,
+        checkpoints=total_checkpoints,
+        problems=tuple(problems),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditView:
+    id: int
+    chain: str
+    seq: int
+    occurred_at: dt.datetime
+    request_id: str
+    actor_kind: str
+    actor_id: str
+    organisation_code: str
+    action: str
+    target_kind: str
+    target_id: str
+    purpose: str
+    outcome: str
+    detail: str
+    entry_hash: str
+
+
+def search(
+    session: Session,
+    *,
+    viewer: Actor,
+    organisation_code: str | None,
+    target_kind: str | None = None,
+    target_id: str | None = None,
+    action: str | None = None,
+    since: dt.datetime | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> Sequence[AuditView]:
+    """Audit entries for an auditor; reading the audit log is itself audited."""
+    rows = repository.search(
+        session,
+        organisation_code=organisation_code,
+        target_kind=target_kind,
+        target_id=target_id,
+        action=action,
+        since=since,
+        limit=limit,
+        before_id=before_id,
+    )
+    record(
+        session,
+        actor=viewer,
+        action=AuditAction.AUDIT_VIEWED,
+        target_kind="audit_log",
+        target_id=organisation_code or "*",
+        detail=f"rows={len(rows)}",
+    )
+    return [
+        AuditView(
+            id=r.id,
+            chain=r.chain,
+            seq=r.seq,
+            occurred_at=r.occurred_at,
+            request_id=r.request_id,
+            actor_kind=r.actor_kind,
+            actor_id=r.actor_id,
+            organisation_code=r.organisation_code,
+            action=r.action,
+            target_kind=r.target_kind,
+            target_id=r.target_id,
+            purpose=r.purpose,
+            outcome=r.outcome,
+            detail=r.detail,
+            entry_hash=r.entry_hash,
+        )
+        for r in rows
+    ]

@@ -1,0 +1,77 @@
+"""The `jumin` command: one root, each feature mounting its own commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import pyotp
+import typer
+from rich.console import Console
+
+from jumin.accounts.cli import app as accounts_app
+from jumin.audit.cli import app as audit_app
+from jumin.config import get_settings
+from jumin.core_commands import ids_app, lg_app, wareki_app
+
+app = typer.Typer(help="Jumin 住民基本台帳システム", no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="データベース", no_args_is_help=True)
+demo_app = typer.Typer(help="デモ環境", no_args_is_help=True)
+
+app.add_typer(ids_app, name="ids")
+app.add_typer(wareki_app, name="wareki")
+app.add_typer(lg_app, name="lg")
+app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(audit_app, name="audit")
+app.add_typer(demo_app, name="demo")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """マイグレーションを適用する。"""
+    from jumin.db import upgrade
+
+    upgrade(revision=revision)
+    typer.echo(f"データベースを {revision} に更新しました。", err=True)
+
+
+@demo_app.command("seed")
+def demo_seed() -> None:
+    """デモ団体 (千代田区) と職員を用意し、ログイン情報を表示する。"""
+    from jumin.cli_support import command_unit
+    from jumin.demo import seed
+
+    settings = get_settings()
+    with command_unit() as session:
+        creds = seed(session, settings.var_dir)
+    now = dt.datetime.now(dt.UTC)
+    console = Console()
+    console.rule("デモ用ログイン情報 (var/demo-credentials.json にも保存)")
+    for c in creds:
+        console.print(f"[bold]{c.login}[/bold]  団体 {c.organisation_code}  ロール {', '.join(c.roles)}")
+        console.print(f"  パスワード       {c.password}", soft_wrap=True)
+        console.print(f"  TOTPシークレット {c.totp_secret}", soft_wrap=True)
+        console.print(f"  現在のコード     {pyotp.TOTP(c.totp_secret).at(now)}")
+        console.print(f"  {c.totp_uri}", soft_wrap=True, highlight=False)
+    console.print("現在のコードは `.venv/bin/jumin accounts totp SECRET` でいつでも表示できます。")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="待ち受けるアドレス")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="ポート")] = 8000,
+) -> None:
+    """APIサーバーを起動する (OpenAPI は /docs)。"""
+    import uvicorn
+
+    from jumin.app import create_app
+    from jumin.logging import configure
+
+    configure(get_settings().log_level)
+    typer.echo(f"http://{host}:{port} で待ち受けます (API文書: http://{host}:{port}/docs)", err=True)
+    uvicorn.run(create_app(), host=host, port=port, access_log=False, log_config=None)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,46 @@
+"""Settings from the environment, read once.
+
+Everything a deployment varies lives here so that the rest of the code never reads
+``os.environ`` itself. Secrets (keys) live in files under ``key_dir``, outside the
+database, so that a stolen database dump does not carry the keys that open it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    var_dir: Path
+    database_url: str
+    key_dir: Path
+    token_ttl_minutes: int
+    lockout_threshold: int
+    lockout_minutes: int
+    audit_checkpoint_every: int
+    log_level: str
+
+    @staticmethod
+    def from_env(env: dict[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        var_dir = Path(e.get("JUMIN_VAR_DIR", "var")).resolve()
+        default_db = f"sqlite:///{var_dir / 'jumin.db'}"
+        return Settings(
+            var_dir=var_dir,
+            database_url=e.get("JUMIN_DATABASE_URL", default_db),
+            key_dir=Path(e.get("JUMIN_KEY_DIR", str(var_dir / "keys"))).resolve(),
+            token_ttl_minutes=int(e.get("JUMIN_TOKEN_TTL_MINUTES", "480")),
+            lockout_threshold=int(e.get("JUMIN_LOCKOUT_THRESHOLD", "5")),
+            lockout_minutes=int(e.get("JUMIN_LOCKOUT_MINUTES", "15")),
+            audit_checkpoint_every=int(e.get("JUMIN_AUDIT_CHECKPOINT_EVERY", "100")),
+            log_level=e.get("JUMIN_LOG_LEVEL", "INFO"),
+        )
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,128 @@
+"""Keys held outside the database.
+
+Each key is a file under the key directory, created on first use with mode 0600. A
+database dump therefore never carries what opens or forges its contents; an operator
+backs up and rotates the key directory separately (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+from dataclasses import dataclass
+from pathlib import Path
+from secrets import token_bytes, token_hex
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from jumin.config import get_settings
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # O_EXCL: two processes starting at once must not overwrite each other's fresh key.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    key_id: str
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private_key.public_key()
+
+    def public_pem(self) -> str:
+        return self.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+
+
+def load_or_create_ed25519(name: str, key_dir: Path | None = None) -> SigningKey:
+    directory = key_dir or get_settings().key_dir
+    path = directory / f"{name}.ed25519.pem"
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            _write_secret(
+                path,
+                Ed25519PrivateKey.generate().private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ),
+            )
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} does not hold an Ed25519 key")
+    return SigningKey(key_id=name, private_key=key)
+
+
+class DataKeyRing:
+    """AES-256-GCM keys for personal data at rest, with rotation.
+
+    Ciphertexts name the key that made them (``v1.<key id>.<nonce>.<ciphertext>``), so
+    after a rotation old values still open while new ones use the current key; a
+    re-encryption job can then retire the old key.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._keys: dict[str, bytes] = {}
+        self._load()
+
+    def _load(self) -> None:
+        if not (self.directory / "current").exists():
+            self.rotate()
+        for path in self.directory.glob("*.key"):
+            self._keys[path.stem] = bytes.fromhex(path.read_text().strip())
+
+    @property
+    def current_id(self) -> str:
+        return (self.directory / "current").read_text().strip()
+
+    def rotate(self) -> str:
+        key_id = token_hex(4)
+        _write_secret(self.directory / f"{key_id}.key", token_bytes(32).hex().encode())
+        tmp = self.directory / "current.tmp"
+        tmp.write_text(key_id)
+        tmp.replace(self.directory / "current")
+        self._keys[key_id] = bytes.fromhex((self.directory / f"{key_id}.key").read_text())
+        return key_id
+
+    def encrypt(self, plaintext: str, associated: str = "") -> str:
+        key_id = self.current_id
+        nonce = token_bytes(12)
+        ct = AESGCM(self._keys[key_id]).encrypt(nonce, plaintext.encode(), associated.encode())
+        return ".".join(["v1", key_id, urlsafe_b64encode(nonce).decode(), urlsafe_b64encode(ct).decode()])
+
+    def decrypt(self, token: str, associated: str = "") -> str:
+        version, key_id, nonce, ct = token.split(".")
+        if version != "v1":
+            raise ValueError("unknown ciphertext version")
+        if key_id not in self._keys:
+            self._load()
+        return (
+            AESGCM(self._keys[key_id])
+            .decrypt(urlsafe_b64decode(nonce), urlsafe_b64decode(ct), associated.encode())
+            .decode()
+        )
+
+    def key_ids(self) -> list[str]:
+        return sorted(self._keys)
+
+
+_keyrings: dict[Path, DataKeyRing] = {}
+
+
+def data_keyring(key_dir: Path | None = None) -> DataKeyRing:
+    directory = (key_dir or get_settings().key_dir) / "data"
+    ring = _keyrings.get(directory)
+    if ring is None:
+        ring = _keyrings[directory] = DataKeyRing(directory)
+    return ring

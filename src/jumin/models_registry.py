@@ -1,0 +1,8 @@
+"""Imports every feature's models so that Alembic sees the whole metadata."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    import jumin.accounts.models
+    import jumin.audit.models  # noqa: F401

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from jumin.audit import service
+from jumin.audit.domain import Actor, ActorKind, AuditAction, EntryContent
+from jumin.config import get_settings
+
+ORG = "chain-test"
+
+
+def _write(db: Session, n: int) -> None:
+    actor = Actor(kind=ActorKind.STAFF, actor_id="clerk1", organisation_code=ORG)
+    for i in range(n):
+        service.record(
+            db,
+            actor=actor,
+            action=AuditAction.AUDIT_VIEWED,
+            target_kind="person",
+            target_id=f"p{i}",
+            purpose="テスト",
+        )
+    db.flush()
+
+
+def _problems_in_chain(db: Session) -> list[tuple[int, str]]:
+    return [(p.seq, p.reason) for p in service.verify(db).problems if p.chain == ORG]
+
+
+def test_an_untouched_chain_verifies_with_signed_checkpoints(db: Session) -> None:
+    _write(db, 25)
+    report = service.verify(db)
+    assert report.intact, report.problems
+    every = get_settings().audit_checkpoint_every
+    rows = (
+        db.execute(text("SELECT seq FROM audit_checkpoints WHERE chain = :c ORDER BY seq"), {"c": ORG})
+        .scalars()
+        .all()
+    )
+    assert list(rows) == list(range(every, 26, every))
+
+
+def test_an_updated_entry_is_named(db: Session) -> None:
+    _write(db, 12)
+    db.execute(
+        text("UPDATE audit_entries SET target_id = 'someone-else' WHERE chain = :c AND seq = 5"),
+        {"c": ORG},
+    )
+    assert _problems_in_chain(db)[0] == (5, "content does not match its hash")
+
+
+def test_a_deleted_entry_is_named(db: Session) -> None:
+    _write(db, 12)
+    db.execute(text("DELETE FROM audit_entries WHERE chain = :c AND seq = 7"), {"c": ORG})
+    assert _problems_in_chain(db)[0] == (7, "entry 7 is missing")
+
+
+def test_a_deleted_tail_is_caught_by_the_head(db: Session) -> None:
+    _write(db, 12)
+    db.execute(text("DELETE FROM audit_entries WHERE chain = :c AND seq > 11"), {"c": ORG})
+    assert _problems_in_chain(db) == [(12, "chain ends before its recorded head")]
+
+
+def test_an_inserted_entry_is_named(db: Session) -> None:
+    """Insert a forged entry at 4 by shifting the later ones up, with a well-formed hash."""
+    _write(db, 12)
+    db.execute(text("UPDATE audit_entries SET seq = seq + 1000 WHERE chain = :c AND seq >= 4"), {"c": ORG})
+    db.execute(
+        text("UPDATE audit_entries SET seq = seq - 999 WHERE chain = :c AND seq >= 1004"),
+        {"c": ORG},
+    )
+    prev = db.execute(
+        text("SELECT entry_hash FROM audit_entries WHERE chain = :c AND seq = 3"), {"c": ORG}
+    ).scalar_one()
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    forged = EntryContent(
+        ORG,
+        4,
+        when,
+        "forged",
+        "staff",
+        "mallory",
+        ORG,
+        "audit.viewed",
+        "person",
+        "x",
+        "",
+        "success",
+        "",
+        prev,
+    )
+    db.execute(
+        text(
+            "INSERT INTO audit_entries (chain, seq, occurred_at, request_id, actor_kind, actor_id,"
+            " organisation_code, action, target_kind, target_id, purpose, outcome, detail, prev_hash,"
+            " entry_hash) VALUES (:chain, 4, :at, 'forged', 'staff', 'mallory', :chain, 'audit.viewed',"
+            " 'person', 'x', '', 'success', '', :prev, :hash)"
+        ),
+        {
+            "chain": ORG,
+            "at": when.replace(tzinfo=None) if db.get_bind().dialect.name == "sqlite" else when,
+            "prev": prev,
+            "hash": forged.digest(),
+        },
+    )
+    problems = _problems_in_chain(db)
+    assert problems[0] == (5, "previous hash does not match")
+
+
+def test_a_rewritten_tail_is_caught_by_the_signed_checkpoint(db: Session) -> None:
+    """An attacker who recomputes every hash after the change still cannot sign."""
+    _write(db, 12)
+    db.execute(
+        text("UPDATE audit_entries SET target_id = 'rewritten' WHERE chain = :c AND seq = 3"),
+        {"c": ORG},
+    )
+    rows = (
+        db.execute(text("SELECT * FROM audit_entries WHERE chain = :c ORDER BY seq"), {"c": ORG})
+        .mappings()
+        .all()
+    )
+    prev = "0" * 64
+    for row in rows:
+        occurred = row["occurred_at"]
+        if isinstance(occurred, str):
+            occurred = dt.datetime.fromisoformat(occurred)
+        if occurred.tzinfo is None:
+            occurred = occurred.replace(tzinfo=dt.UTC)
+        content = EntryContent(
+            row["chain"],
+            row["seq"],
+            occurred,
+            row["request_id"],
+            row["actor_kind"],
+            row["actor_id"],
+            row["organisation_code"],
+            row["action"],
+            row["target_kind"],
+            row["target_id"],
+            row["purpose"],
+            row["outcome"],
+            row["detail"],
+            prev,
+        )
+        prev = content.digest()
+        db.execute(
+            text("UPDATE audit_entries SET prev_hash = :p, entry_hash = :h WHERE id = :id"),
+            {"p": content.prev_hash, "h": prev, "id": row["id"]},
+        )
+    db.execute(text("UPDATE audit_chain_heads SET last_hash = :h WHERE chain = :c"), {"h": prev, "c": ORG})
+    assert _problems_in_chain(db) == [(10, "entry differs from its signed checkpoint")]
+
+
+@pytest.mark.parametrize("column", ["signature", "entry_hash"])
+def test_a_forged_checkpoint_is_caught(db: Session, column: str) -> None:
+    _write(db, 10)
+    db.execute(
+        text(f"UPDATE audit_checkpoints SET {column} = :v WHERE chain = :c"),
+        {"v": "ab" * 32, "c": ORG},
+    )
+    assert _problems_in_chain(db)[0][0] == 10
