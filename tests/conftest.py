@@ -33,13 +33,29 @@ BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
 STRICT = os.environ.get("JUMIN_TEST_STRICT") == "1"
 
 
-def fresh_database_url(backend: str, tmp: Path) -> str:
-    """An empty database of the given backend, migrated to head."""
+def _pg_sibling(url: str, database: str) -> str:
+    """Another database on the same PostgreSQL server, created if missing."""
+    base, _, _ = url.rpartition("/")
+    admin = make_engine(f"{base}/postgres").execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database}).first()
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+    admin.dispose()
+    return f"{base}/{database}"
+
+
+def fresh_database_url(backend: str, tmp: Path, name: str = "test") -> str:
+    """An empty database of the given backend, migrated to head.
+
+    ``name`` tells the municipal database ("test") from the national one: the two roles
+    never share a database, as in production.
+    """
     if backend == "sqlite":
-        url = f"sqlite:///{tmp / 'test.db'}"
+        url = f"sqlite:///{tmp / f'{name}.db'}"
     else:
         assert PG_URL is not None
-        url = PG_URL
+        url = PG_URL if name == "test" else _pg_sibling(PG_URL, f"{PG_URL.rpartition('/')[2]}_{name}")
         engine = make_engine(url)
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -57,9 +73,27 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     eng.dispose()
 
 
+@pytest.fixture(scope="session")
+def national_engine(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The national network's own database, on the same backend as ``engine``."""
+    url = fresh_database_url(engine.dialect.name, tmp_path_factory.mktemp("national"), "national")
+    eng = make_engine(url)
+    yield eng
+    eng.dispose()
+
+
 @pytest.fixture
 def db(engine: Engine) -> Iterator[Session]:
     """A session whose commits are savepoints inside one transaction rolled back at the end."""
+    yield from _rolled_back_session(engine)
+
+
+@pytest.fixture
+def national_db(national_engine: Engine) -> Iterator[Session]:
+    yield from _rolled_back_session(national_engine)
+
+
+def _rolled_back_session(engine: Engine) -> Iterator[Session]:
     connection = engine.connect()
     transaction = connection.begin()
     session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)

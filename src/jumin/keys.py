@@ -8,6 +8,8 @@ backs up and rotates the key directory separately (docs/operations.md).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from dataclasses import dataclass
@@ -126,3 +128,22 @@ def data_keyring(key_dir: Path | None = None) -> DataKeyRing:
     if ring is None:
         ring = _keyrings[directory] = DataKeyRing(directory)
     return ring
+
+
+def load_or_create_secret(name: str, key_dir: Path | None = None, nbytes: int = 32) -> bytes:
+    """A random symmetric secret (HMAC keys), created on first use."""
+    path = (key_dir or get_settings().key_dir) / f"{name}.secret"
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            _write_secret(path, token_bytes(nbytes).hex().encode())
+    return bytes.fromhex(path.read_text().strip())
+
+
+def lookup_hash(value: str, purpose: str) -> str:
+    """A keyed hash for finding an encrypted value without decrypting every row.
+
+    Keyed (HMAC), not a plain hash: 個人番号 has only 10^11 possible values, so an
+    unkeyed hash could be reversed by trying them all.
+    """
+    key = load_or_create_secret("lookup-hmac")
+    return hmac.new(key, f"{purpose}\x00{value}".encode(), hashlib.sha256).hexdigest()
