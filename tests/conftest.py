@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Settings are read once per process: point them at throw-away folders before any
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from jumin.api_support import get_session
 from jumin.app import create_app
 from jumin.db import finish_failed, make_engine, upgrade
+from jumin.network_client import InProcessNetworkClient
 
 PG_URL = os.environ.get("JUMIN_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
@@ -106,9 +108,25 @@ def _rolled_back_session(engine: Engine) -> Iterator[Session]:
 
 
 @pytest.fixture
-def app(engine: Engine, db: Session) -> FastAPI:
+def network(national_db: Session) -> InProcessNetworkClient:
+    """The national network in this process, its work joined to the national test transaction."""
+
+    @contextmanager
+    def scope() -> Iterator[Session]:
+        try:
+            yield national_db
+            national_db.commit()
+        except BaseException as exc:
+            finish_failed(national_db, exc)
+            raise
+
+    return InProcessNetworkClient(scope)
+
+
+@pytest.fixture
+def app(engine: Engine, db: Session, network: InProcessNetworkClient) -> FastAPI:
     """The real app, with each request's unit of work joined to the test's transaction."""
-    application = create_app(engine)
+    application = create_app(engine, network)
 
     def test_session() -> Iterator[Session]:
         try:

@@ -19,6 +19,8 @@ from jumin.api_support import PROBLEM_JSON, PUBLIC, problem_body, problem_respon
 from jumin.audit.api import router as audit_router
 from jumin.core.errors import DomainError, problem_type
 from jumin.db import default_engine
+from jumin.network_client import NetworkClient, default_network_client
+from jumin.registry.api import router as registry_router
 from jumin.request_context import new_request_id, set_request_id
 
 log = logging.getLogger("jumin.http")
@@ -40,7 +42,7 @@ def _field_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def create_app(engine: Engine | None = None) -> FastAPI:
+def create_app(engine: Engine | None = None, network_client: NetworkClient | None = None) -> FastAPI:
     app = FastAPI(
         title="Jumin 住民基本台帳システム API",
         version=__version__,
@@ -50,6 +52,7 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         ),
     )
     app.state.engine = engine or default_engine()
+    app.state.network_client = network_client or default_network_client()
 
     @app.middleware("http")
     async def request_id_and_access_log(
@@ -141,4 +144,5 @@ def create_app(engine: Engine | None = None) -> FastAPI:
 
     app.include_router(accounts_router)
     app.include_router(audit_router)
+    app.include_router(registry_router)
     return app

@@ -29,10 +29,12 @@ app.add_typer(demo_app, name="demo")
 
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """マイグレーションを適用する。"""
+    """マイグレーションを適用する (市区町村側と全国側の両方のデータベース)。"""
     from jumin.db import upgrade
 
-    upgrade(revision=revision)
+    settings = get_settings()
+    upgrade(settings.database_url, revision=revision)
+    upgrade(settings.national_database_url, revision=revision)
     typer.echo(f"データベースを {revision} に更新しました。", err=True)
 
 

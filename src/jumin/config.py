@@ -17,6 +17,7 @@ from pathlib import Path
 class Settings:
     var_dir: Path
     database_url: str
+    national_database_url: str
     key_dir: Path
     token_ttl_minutes: int
     lockout_threshold: int
@@ -29,9 +30,12 @@ class Settings:
         e = os.environ if env is None else env
         var_dir = Path(e.get("JUMIN_VAR_DIR", "var")).resolve()
         default_db = f"sqlite:///{var_dir / 'jumin.db'}"
+        # The national network's own database: the two roles never share one (DESIGN.md).
+        default_national_db = f"sqlite:///{var_dir / 'national.db'}"
         return Settings(
             var_dir=var_dir,
             database_url=e.get("JUMIN_DATABASE_URL", default_db),
+            national_database_url=e.get("JUMIN_NATIONAL_DATABASE_URL", default_national_db),
             key_dir=Path(e.get("JUMIN_KEY_DIR", str(var_dir / "keys"))).resolve(),
             token_ttl_minutes=int(e.get("JUMIN_TOKEN_TTL_MINUTES", "480")),
             lockout_threshold=int(e.get("JUMIN_LOCKOUT_THRESHOLD", "5")),

@@ -107,6 +107,12 @@ def default_engine() -> Engine:
 
 
 @cache
+def national_engine() -> Engine:
+    """The national network's database; only the national side and its client use it."""
+    return make_engine(get_settings().national_database_url)
+
+
+@cache
 def _session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 

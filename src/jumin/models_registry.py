@@ -5,4 +5,6 @@ from __future__ import annotations
 
 def import_all_models() -> None:
     import jumin.accounts.models
-    import jumin.audit.models  # noqa: F401
+    import jumin.audit.models
+    import jumin.network.models
+    import jumin.registry.models  # noqa: F401

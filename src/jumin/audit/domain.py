@@ -41,6 +41,13 @@ class AuditAction(StrEnum):
     AUDIT_VIEWED = "audit.viewed"
     AUDIT_VERIFIED = "audit.verified"
     ACCESS_DENIED = "access.denied"
+    REGISTRY_EVENT_RECORDED = "registry.event_recorded"
+    REGISTRY_READ = "registry.read"
+    REGISTRY_INDIVIDUAL_NUMBER_SHOWN = "registry.individual_number_shown"
+    RESIDENT_CODES_ALLOCATED = "network.resident_codes_allocated"
+    INDIVIDUAL_NUMBER_ISSUED = "network.individual_number_issued"
+    INDIVIDUAL_NUMBER_PROVIDED = "network.individual_number_provided"
+    INDIVIDUAL_NUMBER_CHANGED = "network.individual_number_changed"
 
 
 class Outcome(StrEnum):

@@ -1,0 +1,1 @@
+"""The municipal resident register: persons, households, events, history, outbox."""
