@@ -41,7 +41,9 @@ class NetworkClient(Protocol):
         """The person's current 個人番号, issued on the first request; the same one after."""
         ...
 
-    def change_individual_number(self, *, resident_code: ResidentCode, lg_code: LgCode) -> IndividualNumber:
+    def change_individual_number(
+        self, *, resident_code: ResidentCode, lg_code: LgCode, current_number: IndividualNumber | None = None
+    ) -> IndividualNumber:
         """番号変更: a new 個人番号; the old one is never issued to anyone again."""
         ...
 
@@ -81,9 +83,13 @@ class InProcessNetworkClient:
             lambda s: network.individual_number_for(s, resident_code=resident_code, lg_code=lg_code)
         )
 
-    def change_individual_number(self, *, resident_code: ResidentCode, lg_code: LgCode) -> IndividualNumber:
+    def change_individual_number(
+        self, *, resident_code: ResidentCode, lg_code: LgCode, current_number: IndividualNumber | None = None
+    ) -> IndividualNumber:
         return self._call(
-            lambda s: network.change_individual_number(s, resident_code=resident_code, lg_code=lg_code)
+            lambda s: network.change_individual_number(
+                s, resident_code=resident_code, lg_code=lg_code, current_number=current_number
+            )
         )
 
 

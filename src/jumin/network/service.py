@@ -187,21 +187,36 @@ def individual_number_for(
 
 
 def change_individual_number(
-    session: Session, *, resident_code: ResidentCode, lg_code: LgCode
+    session: Session,
+    *,
+    resident_code: ResidentCode,
+    lg_code: LgCode,
+    current_number: IndividualNumber | None = None,
 ) -> IndividualNumber:
-    """番号変更 (番号法 第7条 第2項): a new number; the old one stays taken forever."""
+    """番号変更 (番号法 第7条 第2項): a new number; the old one stays taken forever.
+
+    ``current_number`` finds the number by its hash rather than by the resident code it
+    was issued under: a person whose 住民票コード changed since keeps their number, and the
+    new one is issued under the code they hold now.
+    """
     _require_municipality(lg_code)
     code_row = _allocated(session, resident_code)
-    current = repository.current_number(session, resident_code.value)
+    if current_number is not None:
+        current = repository.number_by_hash(session, number_hash(current_number))
+        if current is not None and current.superseded_at is not None:
+            current = None
+    else:
+        current = repository.current_number(session, resident_code.value)
     if current is None:
         raise IndividualNumberNotIssued(
             f"住民票コード {resident_code.value} の者には個人番号が指定されていないため、変更できません。",
             field="resident_code",
         )
     previous = repository.highest_counter(session, resident_code.value)
-    assert previous is not None  # the current row has a counter
     repository.supersede(session, current, utcnow())
-    number, counter = _issue(session, code_row=code_row, resident_code=resident_code, start=previous + 1)
+    number, counter = _issue(
+        session, code_row=code_row, resident_code=resident_code, start=0 if previous is None else previous + 1
+    )
     audit.record(
         session,
         actor=_actor(),

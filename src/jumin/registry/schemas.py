@@ -166,9 +166,9 @@ class MoveOutRequest(EventCommon):
 
 
 class MoveOutConfirmedRequest(EventCommon):
-    """転入通知の受理: the person has moved in elsewhere on effective_on."""
+    """転入通知の受理: the persons have moved in elsewhere on effective_on."""
 
-    person: PersonRef
+    persons: list[PersonRef] = Field(min_length=1, max_length=50)
 
 
 class RemovalRequest(EventCommon):

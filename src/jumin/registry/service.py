@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from jumin.audit import service as audit
 from jumin.audit.domain import Actor, AuditAction
 from jumin.core.errors import Forbidden, InvalidValue, NotFound, RuleViolation
-from jumin.core.ids import LgCode, ResidentCode
+from jumin.core.ids import IndividualNumber, LgCode, ResidentCode
 from jumin.core.municipalities import load_master
 from jumin.db import utcnow
 from jumin.keys import data_keyring, lookup_hash
@@ -719,50 +719,61 @@ def move_in(
         household_versions=household_versions,
         new_person_ids=new_ids,
     )
+    by_origin: dict[str, list[Person]] = {}
     for origin in closing:
-        _confirm_move_out(session, origin, moved_on=request.effective_on, by=ctx)
+        by_origin.setdefault(origin.lg_code, []).append(origin)
+    for origins in by_origin.values():
+        _confirm_move_out(session, origins, moved_on=request.effective_on, by=ctx)
     return outcome
 
 
-def _confirm_move_out(session: Session, origin: Person, *, moved_on: dt.date, by: RegistryContext) -> None:
-    """転入通知: the destination's move-in closes the origin's planned move-out record.
+def _confirm_move_out(
+    session: Session, origins: list[Person], *, moved_on: dt.date, by: RegistryContext
+) -> None:
+    """転入通知: the destination's move-in closes the origin's planned move-out records.
 
-    The origin's removal date becomes the actual move date when that is earlier than the
-    planned one; a later actual date is left for the origin's 職権修正, as in practice.
+    One event per origin municipality, so that a household leaving together is closed
+    together and never stands without its head in between. The removal date becomes the
+    actual move date when that is earlier than the planned one; a later actual date is
+    left for the origin's 職権修正, as in practice.
     """
-    origin_ctx = RegistryContext(
-        actor=Actor.system(origin.lg_code), lg_code=origin.lg_code, network=by.network, now=by.now
-    )
+    lg_code = origins[0].lg_code
+    origin_ctx = RegistryContext(actor=Actor.system(lg_code), lg_code=lg_code, network=by.network, now=by.now)
+    on = min(moved_on, origin_ctx.today)
     _record_event(
         session,
         origin_ctx,
         kind=EventKind.MOVE_OUT_CONFIRMED,
-        effective_on=min(moved_on, origin_ctx.today),
+        effective_on=on,
         notified_on=origin_ctx.today,
         reason=f"転入通知 ({by.lg_code})",
-        changes=[PlannedChange(origin.id, min(moved_on, origin_ctx.today), Removal(RemovalReason.MOVE_OUT))],
-        person_versions={origin.id: origin.version},
+        changes=[PlannedChange(o.id, on, Removal(RemovalReason.MOVE_OUT)) for o in origins],
+        person_versions={o.id: o.version for o in origins},
     )
 
 
 def move_out_confirmed(
     session: Session, *, ctx: RegistryContext, request: MoveOutConfirmedRequest
 ) -> EventOutcome:
-    """転入通知の受理 from a municipality outside this deployment."""
-    person = _person_in_scope(session, ctx, request.person.person_id)
-    if person.lifecycle != "moving_out":
-        raise RuleViolation("転出の届出がない住民には転入通知を受理できません。", field="person_id")
-    outcome = _record_event(
+    """転入通知の受理 from a municipality outside this deployment (a household at once)."""
+    for ref in request.persons:
+        if _person_in_scope(session, ctx, ref.person_id).lifecycle != "moving_out":
+            raise RuleViolation(
+                f"住民 {ref.person_id} には転出の届出がないため転入通知を受理できません。", field="persons"
+            )
+    return _record_event(
         session,
         ctx,
         kind=EventKind.MOVE_OUT_CONFIRMED,
         effective_on=request.effective_on,
         notified_on=request.notified_on,
         reason=request.reason,
-        changes=[PlannedChange(person.id, request.effective_on, Removal(RemovalReason.MOVE_OUT))],
-        person_versions={person.id: request.person.version},
+        changes=[
+            PlannedChange(r.person_id, request.effective_on, Removal(RemovalReason.MOVE_OUT))
+            for r in request.persons
+        ],
+        person_versions=_versions(request.persons),
     )
-    return outcome
 
 
 def birth(session: Session, *, ctx: RegistryContext, request: BirthRequest) -> EventOutcome:
@@ -1203,7 +1214,21 @@ def correction(
     if kind not in (EventKind.EX_OFFICIO_CORRECTION, EventKind.CLERICAL_CORRECTION):
         raise ValueError(f"{kind} is not a correction kind")
     items = _correction_items(request.items)
-    return _single(session, ctx, kind=kind, ref=request.person, change=ItemCorrection(items), common=request)
+    versions = _versions_of(session, _person_in_scope(session, ctx, request.person.person_id).id)
+    if not versions:
+        raise RuleViolation("修正の対象となる住民票がありません。", field="person_id")
+    # A value wrong "from the start" is corrected from the record's first day: the
+    # record did not exist before it, so there is nothing earlier to correct.
+    on = max(request.effective_on, versions[0].valid_from)
+    return _single(
+        session,
+        ctx,
+        kind=kind,
+        ref=request.person,
+        change=ItemCorrection(items),
+        common=request,
+        effective_on=on,
+    )
 
 
 def resident_code_change(
@@ -1227,7 +1252,9 @@ def individual_number_change(
     """個人番号の変更 (番号法 第7条第2項): the network issues a new number for the same person."""
     record = _latest(session, request.person.person_id)
     number = ctx.network.change_individual_number(
-        resident_code=ResidentCode.parse(record.resident_code), lg_code=LgCode.parse(ctx.lg_code)
+        resident_code=ResidentCode.parse(record.resident_code),
+        lg_code=LgCode.parse(ctx.lg_code),
+        current_number=IndividualNumber.parse(record.individual_number) if record.individual_number else None,
     )
     return _single(
         session,
