@@ -6,5 +6,6 @@ from __future__ import annotations
 def import_all_models() -> None:
     import jumin.accounts.models
     import jumin.audit.models
+    import jumin.network.identity.models
     import jumin.network.models
     import jumin.registry.models  # noqa: F401
