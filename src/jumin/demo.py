@@ -17,6 +17,7 @@ from jumin.accounts import service as accounts
 from jumin.accounts.domain import OrganisationKind, Role
 
 DEMO_MUNICIPALITY = ("131016", "千代田区")
+SECOND_MUNICIPALITY = ("011002", "札幌市")
 NATIONAL = ("national", "地方公共団体情報システム機構 (全国センター)")
 
 
@@ -59,6 +60,7 @@ _ACCOUNTS = [
         [Role.ADMINISTRATOR, Role.SUPERVISOR, Role.AUDITOR],
     ),
     ("chiyoda-clerk", DEMO_MUNICIPALITY[0], "千代田区 窓口職員", [Role.CLERK]),
+    ("sapporo-clerk", SECOND_MUNICIPALITY[0], "札幌市 窓口職員", [Role.CLERK, Role.SUPERVISOR]),
     ("jlis-operator", NATIONAL[0], "全国センター 運用者", [Role.OPERATOR, Role.AUDITOR]),
 ]
 
@@ -70,11 +72,17 @@ def seed(session: Session, var_dir: Path) -> list[DemoCredential]:
         kind=OrganisationKind.MUNICIPALITY,
         name=DEMO_MUNICIPALITY[1],
     )
+    accounts.ensure_organisation(
+        session,
+        code=SECOND_MUNICIPALITY[0],
+        kind=OrganisationKind.MUNICIPALITY,
+        name=SECOND_MUNICIPALITY[1],
+    )
     accounts.ensure_organisation(session, code=NATIONAL[0], kind=OrganisationKind.NATIONAL, name=NATIONAL[1])
     known = {c.login: c for c in load_credentials(var_dir)}
     existing = {
         a.login
-        for org in (DEMO_MUNICIPALITY[0], NATIONAL[0])
+        for org in (DEMO_MUNICIPALITY[0], SECOND_MUNICIPALITY[0], NATIONAL[0])
         for a in accounts.list_accounts(session, actor=None, organisation_code=org)
     }
     creds: list[DemoCredential] = []

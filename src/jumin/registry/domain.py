@@ -368,19 +368,22 @@ class HouseholdAssignment(Change):
 
 @dataclass(frozen=True, slots=True)
 class NameChange(Change):
+    """氏名の変更; None keeps the item as it is (a change of surname keeps the given name)."""
+
     tag: ClassVar[str] = "name_change"
     family_name: str
-    given_name: str
+    given_name: str | None
     family_name_kana: str | None
     given_name_kana: str | None
 
     def apply(self, before: ResidentRecord | None, *, effective_on: dt.date, lg_code: str) -> ResidentRecord:
+        r = _require(before, "氏名の変更")
         return replace(
-            _require(before, "氏名の変更"),
+            r,
             family_name=self.family_name,
-            given_name=self.given_name,
-            family_name_kana=self.family_name_kana,
-            given_name_kana=self.given_name_kana,
+            given_name=r.given_name if self.given_name is None else self.given_name,
+            family_name_kana=r.family_name_kana if self.family_name_kana is None else self.family_name_kana,
+            given_name_kana=r.given_name_kana if self.given_name_kana is None else self.given_name_kana,
         )
 
 

@@ -212,9 +212,11 @@ class HeadChangeRequest(EventCommon):
 
 
 class NameChangeRequest(EventCommon):
+    """氏名の変更: items left out (null) keep their current value (a surname change keeps the given name)."""
+
     person: PersonRef
     family_name: Text
-    given_name: str = Field(default="", max_length=200)
+    given_name: str | None = Field(default=None, max_length=200)
     family_name_kana: OptText = None
     given_name_kana: OptText = None
 
