@@ -146,8 +146,13 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> None:
-    """Bring a database to ``revision`` by running the migrations (never create_all)."""
+def upgrade(url: str | None = None, revision: str = "heads") -> None:
+    """Bring a database to ``revision`` by running the migrations (never create_all).
+
+    "heads", not "head": features that grow independently (certificates, cards, agencies)
+    keep their migrations on branches of their own from a shared base, and all of them
+    apply.
+    """
     cfg = alembic_config(url)
     engine = make_engine(url or get_settings().database_url)
     with engine.begin() as connection:
@@ -156,7 +161,7 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
     engine.dispose()
 
 
-def upgrade_connection(connection: Any, revision: str = "head") -> None:
+def upgrade_connection(connection: Any, revision: str = "heads") -> None:
     """Run the migrations on an open connection (the test suite uses this)."""
     cfg = alembic_config(str(connection.engine.url.render_as_string(hide_password=False)))
     cfg.attributes["connection"] = connection
