@@ -232,3 +232,19 @@ def test_the_outbox_is_ordered_per_person_and_never_shows_the_number(
     assert messages[-1]["payload"]["identity"]["name"] == "田中　太郎"
     assert len({m["idempotency_key"] for m in messages}) == 3
     assert number not in client.get("/registry/outbox", headers=chiyoda).text
+
+
+def test_only_notifications_due_from_residents_can_be_late(post: Post, get: Any, chiyoda: Headers) -> None:
+    father = family_from_abroad(post, chiyoda, moved=60)["person_ids"][0]
+    corrected = post(
+        "clerical-correction",
+        {"effective_on": days_ago(60), "person": _ref(get, chiyoda, father), "items": {"given_name": "太朗"}},
+        chiyoda,
+    )
+    assert corrected["late"] is False
+    moved = post(
+        "move-within",
+        {"effective_on": days_ago(15), "persons": [_ref(get, chiyoda, father)], "address": {"line": "九段"}},
+        chiyoda,
+    )
+    assert moved["late"] is True

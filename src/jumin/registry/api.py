@@ -358,6 +358,7 @@ def outbox(
     rows = service.outbox(
         session,
         lg_code=principal.organisation_code,
+        viewer=actor_of(principal),
         undelivered_only=undelivered_only,
         after_id=after_id,
         limit=limit,
@@ -375,13 +376,13 @@ def outbox(
             event_id=m.event_id,
             created_at=m.created_at,
             delivered_at=m.delivered_at,
-            payload=_masked_payload(payload),
+            payload=masked_payload(payload),
         )
         for m, payload in rows
     ]
 
 
-def _masked_payload(payload: dict[str, Any]) -> dict[str, Any]:
+def masked_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """The outbox as an operator sees it: 個人番号 masked wherever it appears."""
 
     def mask(value: Any) -> Any:

@@ -106,6 +106,22 @@ ALLOWED_ON_REMOVED = frozenset(
 )
 # Only a planned move-out looks ahead; every other event records something that happened.
 MAY_BE_FUTURE = frozenset({EventKind.MOVE_OUT, EventKind.MOVE_OUT_ABROAD})
+# Notifications a resident owes within 14 days (住民基本台帳法 第22条〜第25条); only these
+# can be late. Acts of the municipality itself (corrections, removals) never are.
+DEADLINE_NOTIFICATIONS = frozenset(
+    {
+        EventKind.MOVE_IN,
+        EventKind.MOVE_IN_CARD_HOLDER,
+        EventKind.MOVE_IN_FROM_ABROAD,
+        EventKind.MOVE_WITHIN,
+        EventKind.MOVE_OUT,
+        EventKind.MOVE_OUT_ABROAD,
+        EventKind.HOUSEHOLD_SPLIT,
+        EventKind.HOUSEHOLD_MERGE,
+        EventKind.HOUSEHOLD_CHANGE,
+        EventKind.HEAD_CHANGE,
+    }
+)
 
 
 class ResidentKind(StrEnum):
@@ -830,8 +846,10 @@ def check_dates(kind: EventKind, *, effective_on: dt.date, notified_on: dt.date,
         raise InvalidValue("異動年月日に未来の日付は指定できません。", field="effective_on")
     if notified_on > today:
         raise InvalidValue("届出年月日に未来の日付は指定できません。", field="notified_on")
-    if kind in MAY_BE_FUTURE:
+    if kind not in DEADLINE_NOTIFICATIONS:
         return False
+    # A move-out is due before the move or within 14 days after it; a planned one
+    # notified ahead of its date is never late.
     return (notified_on - effective_on).days > NOTIFICATION_DEADLINE_DAYS
 
 

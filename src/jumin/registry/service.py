@@ -1561,17 +1561,28 @@ def outbox(
     session: Session,
     *,
     lg_code: str | None,
+    viewer: Actor | None = None,
     undelivered_only: bool = False,
     after_id: int = 0,
     limit: int = 100,
 ) -> list[tuple[OutboxMessage, dict[str, Any]]]:
-    """Outbox messages in order, payload unsealed (for the relay and for operators)."""
-    return [
-        (m, dict(_unseal(json.loads(m.payload))))
-        for m in repository.outbox(
-            session, lg_code=lg_code, undelivered_only=undelivered_only, after_id=after_id, limit=limit
-        )
-    ]
+    """Outbox messages in order, payload unsealed; reading them is audited like any record.
+
+    Without a viewer the reader is the system itself (the relay taking a batch to send).
+    """
+    rows = repository.outbox(
+        session, lg_code=lg_code, undelivered_only=undelivered_only, after_id=after_id, limit=limit
+    )
+    audit.record(
+        session,
+        actor=viewer or Actor.system(lg_code or "system"),
+        action=AuditAction.REGISTRY_READ,
+        target_kind="outbox",
+        target_id=lg_code or "*",
+        purpose="住基ネット送信の確認",
+        detail=f"messages={len(rows)} after_id={after_id}",
+    )
+    return [(m, dict(_unseal(json.loads(m.payload)))) for m in rows]
 
 
 def replay_matches(session: Session, person_id: int) -> bool:
