@@ -13,6 +13,7 @@ from jumin.accounts.cli import app as accounts_app
 from jumin.audit.cli import app as audit_app
 from jumin.config import get_settings
 from jumin.core_commands import ids_app, lg_app, wareki_app
+from jumin.registry.cli import app as registry_app
 
 app = typer.Typer(help="Jumin 住民基本台帳システム", no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="データベース", no_args_is_help=True)
@@ -24,11 +25,12 @@ app.add_typer(lg_app, name="lg")
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
+app.add_typer(registry_app, name="registry")
 app.add_typer(demo_app, name="demo")
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "heads") -> None:
     """マイグレーションを適用する (市区町村側と全国側の両方のデータベース)。"""
     from jumin.db import upgrade
 
@@ -42,11 +44,18 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 def demo_seed() -> None:
     """デモ団体 (千代田区) と職員を用意し、ログイン情報を表示する。"""
     from jumin.cli_support import command_unit
-    from jumin.demo import seed
+    from jumin.demo import DEMO_MUNICIPALITY, seed
+    from jumin.demo_residents import seed_residents
+    from jumin.network_client import default_network_client
 
     settings = get_settings()
     with command_unit() as session:
         creds = seed(session, settings.var_dir)
+    with command_unit() as session:
+        network = default_network_client()
+        lg_code = DEMO_MUNICIPALITY[0]
+        if seed_residents(session, lg_code=lg_code, clerk_login="chiyoda-clerk", network=network):
+            typer.echo("千代田区にデモ住民 (出生・転居・死亡・通称を含む) を記録しました。", err=True)
     now = dt.datetime.now(dt.UTC)
     console = Console()
     console.rule("デモ用ログイン情報 (var/demo-credentials.json にも保存)")

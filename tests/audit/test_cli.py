@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jumin.db import upgrade
-
 
 def _jumin(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -24,13 +22,13 @@ def _jumin(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
 
 def test_verify_exits_zero_then_names_the_tampered_entry(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'jumin.db'}"
-    upgrade(url)
     env = {
         **os.environ,
         "JUMIN_DATABASE_URL": url,
         "JUMIN_VAR_DIR": str(tmp_path),
         "JUMIN_KEY_DIR": str(tmp_path / "keys"),
     }
+    assert _jumin(["db", "upgrade"], env).returncode == 0
     seeded = _jumin(["demo", "seed"], env)
     assert seeded.returncode == 0, seeded.stderr
     ok = _jumin(["audit", "verify"], env)

@@ -411,6 +411,24 @@ def authenticate(session: Session, token: str, *, now: dt.datetime | None = None
     )
 
 
+def principal_for_login(session: Session, *, login: str) -> Principal:
+    """The staff member a CLI command acts as, named by login (token_id 0: no token behind it).
+
+    Whoever runs the CLI already holds the server and its keys, so no password is asked;
+    naming the account makes the work attributable and subject to the same role rules as
+    the API, which the caller checks on the returned principal.
+    """
+    account = repository.account_by_login(session, login)
+    if account is None:
+        raise NotFound(f"ログイン名 {login} のアカウントはありません。", field="login")
+    principal = _principal_for_account(session, account, 0)
+    if not account.is_active:
+        # A deactivated account used at the console is worth a trace, as any refusal is.
+        deny(session, principal=principal, target="cli", reason="inactive account")
+        raise AccessDenied(f"アカウント {login} は無効化されているため操作できません。", field="login")
+    return principal
+
+
 def logout(session: Session, *, principal: Principal, now: dt.datetime | None = None) -> None:
     row = repository.token_by_id(session, principal.token_id)
     row.revoked_at = now or utcnow()
