@@ -79,3 +79,12 @@ def test_access_log_names_the_route_template_never_the_values(
 def test_log_formatter_blanks_identifiers() -> None:
     record = logging.LogRecord("x", logging.INFO, "f", 1, "person 123456789018 moved", None, None)
     assert "123456789018" not in JsonFormatter().format(record)
+
+
+def test_nul_characters_are_refused_at_the_door(client: TestClient) -> None:
+    # PostgreSQL text cannot hold NUL: without this guard the request would fail as a 500.
+    body = client.post("/auth/token", json={"client_id": "\u0000", "client_secret": "x"})
+    assert body.status_code == 422
+    assert body.headers["content-type"].startswith(PROBLEM)
+    assert "NUL" in body.json()["detail"]
+    assert client.get("/healthz?x=%00").status_code == 422

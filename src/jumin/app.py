@@ -19,6 +19,7 @@ from jumin.api_support import PROBLEM_JSON, PUBLIC, problem_body, problem_respon
 from jumin.audit.api import router as audit_router
 from jumin.core.errors import DomainError, problem_type
 from jumin.db import default_engine
+from jumin.http_guards import RejectNulCharacters
 from jumin.network_client import NetworkClient, default_network_client
 from jumin.registry.api import router as registry_router
 from jumin.request_context import new_request_id, set_request_id
@@ -53,6 +54,8 @@ def create_app(engine: Engine | None = None, network_client: NetworkClient | Non
     )
     app.state.engine = engine or default_engine()
     app.state.network_client = network_client or default_network_client()
+
+    app.add_middleware(RejectNulCharacters)
 
     @app.middleware("http")
     async def request_id_and_access_log(
