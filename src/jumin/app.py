@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jumin import __version__
@@ -19,10 +19,12 @@ from jumin.api_support import PROBLEM_JSON, PUBLIC, problem_body, problem_respon
 from jumin.audit.api import router as audit_router
 from jumin.core.errors import DomainError, problem_type
 from jumin.db import default_engine
+from jumin.db import national_engine as default_national_engine
 from jumin.http_guards import RejectNulCharacters
 from jumin.network_client import NetworkClient, default_network_client
 from jumin.registry.api import router as registry_router
 from jumin.request_context import new_request_id, set_request_id
+from jumin.web.pages import install as install_staff_window
 
 log = logging.getLogger("jumin.http")
 
@@ -43,7 +45,12 @@ def _field_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def create_app(engine: Engine | None = None, network_client: NetworkClient | None = None) -> FastAPI:
+def create_app(
+    engine: Engine | None = None,
+    network_client: NetworkClient | None = None,
+    *,
+    national_engine: Engine | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="Jumin 住民基本台帳システム API",
         version=__version__,
@@ -54,6 +61,7 @@ def create_app(engine: Engine | None = None, network_client: NetworkClient | Non
     )
     app.state.engine = engine or default_engine()
     app.state.network_client = network_client or default_network_client()
+    app.state.national_engine = national_engine or default_national_engine()
 
     app.add_middleware(RejectNulCharacters)
 
@@ -141,11 +149,20 @@ def create_app(engine: Engine | None = None, network_client: NetworkClient | Non
 
     @app.get("/healthz", dependencies=[Depends(PUBLIC)], tags=["運用"], summary="死活監視")
     def healthz() -> dict[str, str]:
-        with app.state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        # A raw DBAPI query, outside any transaction: a liveness probe must not queue for
+        # SQLite's write lock behind real work.
+        raw = app.state.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+        finally:
+            raw.close()
         return {"status": "ok", "version": __version__}
 
     app.include_router(accounts_router)
     app.include_router(audit_router)
     app.include_router(registry_router)
+    # The staff window (web/): its pages, static files and HTML error pages.
+    install_staff_window(app)
     return app

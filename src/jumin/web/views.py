@@ -1,0 +1,280 @@
+"""How register data reads on screen: 和暦 dates, Japanese labels, masked numbers.
+
+Presentation only. What a record *is* comes from the register's service; this module
+decides how a clerk sees it, in one place so that every page words it the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jumin.accounts.domain import Principal, Role
+from jumin.api_support import AccessRule
+from jumin.core.errors import DomainError, InvalidValue
+from jumin.core.municipalities import load_master
+from jumin.core.wareki import format_wareki
+from jumin.registry.domain import (
+    EVENT_LABELS,
+    REMOVAL_LABELS,
+    EventKind,
+    RecordStatus,
+    ResidentKind,
+    ResidentRecord,
+)
+from jumin.registry.service import EVENT_COMMANDS, EventCommand
+from jumin.web import security
+from jumin.web.forms import ENUM_LABELS
+
+JST = dt.timezone(dt.timedelta(hours=9), "JST")
+
+ROLE_LABELS = {
+    Role.CLERK: "窓口職員",
+    Role.SUPERVISOR: "監督職員",
+    Role.AUDITOR: "監査担当",
+    Role.ADMINISTRATOR: "管理者",
+    Role.OPERATOR: "全国センター運用者",
+}
+
+AUDIT_ACTION_LABELS = {
+    "login.succeeded": "ログイン",
+    "login.failed": "ログイン失敗",
+    "login.locked_out": "ロック中のログイン",
+    "logout": "ログアウト",
+    "access.denied": "権限のない操作",
+    "registry.event_recorded": "異動の記録",
+    "registry.read": "住民記録の閲覧",
+    "registry.individual_number_shown": "個人番号の表示",
+    "audit.viewed": "監査ログの閲覧",
+    "audit.verified": "監査ログの検証",
+}
+
+OUTCOME_LABELS = {"success": "成功", "failure": "失敗", "denied": "拒否"}
+
+# Event kinds entered from a search rather than from an existing record: they create one.
+NEW_RECORD_SLUGS = ("move-in", "move-in-from-abroad", "move-in-card-holder", "ex-officio-entry")
+# The kinds a window clerk records most, shown first on the record page.
+COMMON_SLUGS = (
+    "move-within",
+    "move-out",
+    "birth",
+    "death",
+    "household-change",
+    "household-split",
+    "head-change",
+    "name-change",
+    "ex-officio-correction",
+    "cancellation",
+)
+
+
+def jp_date(d: dt.date | None) -> str:
+    if d is None:
+        return ""
+    try:
+        return format_wareki(d)
+    except InvalidValue:
+        return seireki(d)
+
+
+def seireki(d: dt.date | None) -> str:
+    return "" if d is None else f"{d.year}年{d.month}月{d.day}日"
+
+
+def jp_datetime(t: dt.datetime | None) -> str:
+    if t is None:
+        return ""
+    local = t.astimezone(JST)
+    return f"{jp_date(local.date())} {local:%H:%M:%S}"
+
+
+def birth_date_text(record: ResidentRecord) -> str:
+    # DOMAIN.md: Japanese residents' birth dates in 和暦, foreign residents' in 西暦.
+    if record.resident_kind is ResidentKind.JAPANESE:
+        return jp_date(record.birth_date)
+    return seireki(record.birth_date)
+
+
+def municipality_name(lg_code: str) -> str:
+    try:
+        master = load_master()
+        entry = master.get(lg_code)
+        prefecture = master.get(entry.prefecture_code)
+    except DomainError:
+        return ""
+    return entry.name if entry.code == prefecture.code else prefecture.name + entry.name
+
+
+def address_text(record: ResidentRecord) -> str:
+    return record.address.text(municipality_name(record.address.lg_code))
+
+
+def masked_number(number: str | None) -> str:
+    return f"********{number[-4:]}" if number else "(未記載)"
+
+
+def status_text(record: ResidentRecord) -> str:
+    if record.status is RecordStatus.LIVE:
+        if record.planned_move_out is not None:
+            return f"住民 (転出予定 {jp_date(record.planned_move_out.planned_on)})"
+        return "住民"
+    reason = REMOVAL_LABELS[record.removal_reason] if record.removal_reason else "消除"
+    return f"除票 ({reason} {jp_date(record.removed_on)})"
+
+
+def sex_text(record: ResidentRecord) -> str:
+    return ENUM_LABELS[type(record.sex)].get(record.sex.value, record.sex.value)
+
+
+def record_rows(record: ResidentRecord) -> list[tuple[str, str]]:
+    """The record's items in the order a 住民票 lists them."""
+    sex = sex_text(record)
+    rows = [
+        ("状態", status_text(record)),
+        ("氏名", record.name),
+        ("氏名の振り仮名", record.name_kana or "(未記載)"),
+        ("生年月日", birth_date_text(record)),
+        ("性別", sex),
+        ("続柄", record.relationship),
+        ("住所", address_text(record)),
+        ("住民となった年月日", jp_date(record.became_resident_on)),
+        ("住所を定めた年月日", jp_date(record.address_set_on)),
+        ("届出年月日", jp_date(record.notified_on)),
+        ("従前の住所", record.previous_address or ""),
+        ("本籍", record.honseki or ""),
+        ("筆頭者", record.hittousha or ""),
+        ("旧氏", record.old_surname or ""),
+        ("住民票コード", record.resident_code),
+        ("個人番号", masked_number(record.individual_number)),
+    ]
+    f = record.foreign
+    if f is not None:
+        category = ENUM_LABELS[type(f.category)].get(f.category.value, f.category.value)
+        rows += [
+            ("国籍・地域", f.nationality),
+            ("氏名 (アルファベット)", f.name_alphabet),
+            ("外国人住民の区分", category),
+            ("在留資格", f.status_of_residence or ""),
+            ("在留期間", f.period_of_stay or ""),
+            ("在留期間の満了の日", jp_date(f.stay_expires_on)),
+            ("在留カード等の番号", f.residence_card_number or ""),
+            ("通称", f.alias or ""),
+        ]
+    if record.planned_move_out is not None:
+        rows.append(("転出先", record.planned_move_out.destination))
+    return [(k, v) for k, v in rows if v]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    event_id: int
+    label: str
+    effective_on: str
+    notified_on: str
+    recorded_at: str
+    recorded_by: str
+    reason: str
+    late: bool
+    cancelled_by: int | None
+    cancels: int | None
+
+
+def timeline(events: Iterable[Any]) -> list[TimelineEntry]:
+    """Every event of a person, newest first, with its 取消し and 届出期間経過 marks."""
+    entries = [
+        TimelineEntry(
+            event_id=e.id,
+            label=EVENT_LABELS[EventKind(e.kind)],
+            effective_on=jp_date(e.effective_on),
+            notified_on=jp_date(e.notified_on),
+            recorded_at=jp_datetime(e.recorded_at),
+            recorded_by=e.recorded_by,
+            reason=e.reason,
+            late=e.late,
+            cancelled_by=e.cancelled_by_event_id,
+            cancels=e.cancels_event_id,
+        )
+        for e in events
+    ]
+    return sorted(entries, key=lambda t: t.event_id, reverse=True)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionEntry:
+    valid_from: str
+    valid_to: str
+    recorded_at: str
+    superseded_at: str
+    superseded: bool
+    event_id: int
+    status: str
+    name: str
+    address: str
+
+
+def versions(rows: Iterable[tuple[Any, ResidentRecord]]) -> list[VersionEntry]:
+    """The bitemporal history: when each version held, and when the register learned it."""
+    return [
+        VersionEntry(
+            valid_from=jp_date(v.valid_from),
+            valid_to=jp_date(v.valid_to) if v.valid_to else "現在",
+            recorded_at=jp_datetime(v.recorded_at),
+            superseded_at=jp_datetime(v.superseded_at) if v.superseded_at else "",
+            superseded=v.superseded_at is not None,
+            event_id=v.event_id,
+            status=status_text(record),
+            name=record.name,
+            address=address_text(record),
+        )
+        for v, record in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class MenuItem:
+    label: str
+    href: str
+    description: str
+
+
+def _command(slug: str) -> EventCommand:
+    return next(c for c in EVENT_COMMANDS if c.slug == slug)
+
+
+def menu_for(principal: Principal) -> list[MenuItem]:
+    """The organisation's and the role's menu: only pages whose access rule lets them in."""
+    candidates: list[tuple[AccessRule, MenuItem]] = [
+        (
+            security.READER,
+            MenuItem("住民の検索", "/staff/residents", "カナ氏名・住民票コード・生年月日・住所で探す"),
+        ),
+    ]
+    for slug in NEW_RECORD_SLUGS:
+        command = _command(slug)
+        rule = security.SUPERVISOR if command.supervisor_only else security.CLERK
+        candidates.append(
+            (rule, MenuItem(f"{command.label}の届出", f"/staff/events/{slug}", "新しい住民を記録する"))
+        )
+    candidates.append(
+        (security.AUDITOR, MenuItem("監査ログ", "/staff/audit", "ハッシュチェーンの検証と操作記録の検索"))
+    )
+    return [item for rule, item in candidates if security.allows(rule, principal)]
+
+
+def may_run(command: EventCommand, principal: Principal) -> bool:
+    rule = security.SUPERVISOR if command.supervisor_only else security.CLERK
+    return security.allows(rule, principal)
+
+
+def record_actions(principal: Principal) -> tuple[list[EventCommand], list[EventCommand]]:
+    """Event kinds the clerk may start from a record: the common ones, then the rest."""
+    allowed = [c for c in EVENT_COMMANDS if c.slug not in NEW_RECORD_SLUGS and may_run(c, principal)]
+    common = [c for slug in COMMON_SLUGS for c in allowed if c.slug == slug]
+    rest = [c for c in allowed if c.slug not in COMMON_SLUGS]
+    return common, rest
+
+
+def role_names(roles: Sequence[Role] | frozenset[Role]) -> str:
+    return "・".join(ROLE_LABELS[r] for r in sorted(roles))

@@ -1,0 +1,171 @@
+"""A real server on a loopback port and Debian's Chromium driven by Playwright.
+
+The server runs in a thread of the test process on fresh SQLite databases (municipal and
+national), seeded through the same use cases as `make run`'s demo. Browser tests skip
+with the reason when Chromium or Playwright is missing, except under
+JUMIN_TEST_STRICT=1 (CI), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+from jumin.accounts import service as accounts
+from jumin.accounts.domain import Role
+from jumin.app import create_app
+from jumin.db import make_engine, unit_of_work
+from jumin.demo import DEMO_MUNICIPALITY, DemoCredential, seed
+from jumin.demo_residents import seed_residents
+from jumin.network_client import InProcessNetworkClient
+from jumin.web.security import COOKIE_PATH, SESSION_COOKIE
+from tests import factories
+from tests.conftest import STRICT, fresh_database_url
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The flags that keep Chromium off the network on these machines (no update checks,
+# no sync, no QUIC probes), besides the headless ones STACK.md names.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+DOC_IMAGES = ROOT / "docs" / "images"
+CHIYODA = DEMO_MUNICIPALITY[0]
+
+
+def _unavailable(reason: str) -> None:
+    if STRICT:
+        pytest.fail(f"{reason} (JUMIN_TEST_STRICT=1: browser tests must run)")
+    pytest.skip(reason)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    engine: Engine
+    network: InProcessNetworkClient
+    credentials: dict[str, DemoCredential]
+
+    def staff(self, *roles: Role, org: str = CHIYODA) -> factories.Staff:
+        """A fresh account per test: a TOTP code logs in once, so tests never share one."""
+        with unit_of_work(self.engine) as session:
+            return factories.staff(session, *roles, org=org)
+
+    def token(self, who: factories.Staff) -> str:
+        with unit_of_work(self.engine) as session:
+            return accounts.login(
+                session, login=who.login, password=who.password, totp_code=who.code()
+            ).access_token
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    tmp = tmp_path_factory.mktemp("web")
+    engine = make_engine(fresh_database_url("sqlite", tmp, "web"))
+    national = make_engine(fresh_database_url("sqlite", tmp, "web_national"))
+    network = InProcessNetworkClient(lambda: unit_of_work(national))
+    with unit_of_work(engine) as session:
+        credentials = {c.login: c for c in seed(session, tmp / "var")}
+    with unit_of_work(engine) as session:
+        seed_residents(session, lg_code=CHIYODA, clerk_login="chiyoda-clerk", network=network)
+    app = create_app(engine, network, national_engine=national)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the test server did not start")
+        time.sleep(0.02)
+    yield LiveServer(f"http://127.0.0.1:{port}", engine, network, credentials)
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+    engine.dispose()
+    national.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} がありません (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright がインストールされていません (pip install playwright)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser: Any, live_server: LiveServer) -> Iterator[Any]:
+    ctx = browser.new_context(
+        base_url=live_server.url,
+        locale="ja-JP",
+        timezone_id="Asia/Tokyo",
+        viewport={"width": 1100, "height": 760},
+    )
+    ctx.set_default_timeout(10_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Any:
+    return context.new_page()
+
+
+def sign_in(context: Any, live: LiveServer, who: factories.Staff) -> None:
+    """A logged-in browser without typing: the cookie the login form would have set."""
+    context.add_cookies(
+        [
+            {
+                "name": SESSION_COOKIE,
+                "value": live.token(who),
+                "domain": "127.0.0.1",
+                "path": COOKIE_PATH,
+                "httpOnly": True,
+                "sameSite": "Strict",
+            }
+        ]
+    )
+
+
+def shot(page: Any, name: str, *, doc: bool = False) -> None:
+    """A screenshot per step; with JUMIN_UPDATE_DOC_IMAGES=1 also the docs' copy."""
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    if doc and os.environ.get("JUMIN_UPDATE_DOC_IMAGES") == "1":
+        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOC_IMAGES / f"staff-{name}.png")
+
+
+def jst_today() -> dt.date:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(hours=9)).date()
