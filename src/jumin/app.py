@@ -11,13 +11,14 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jumin import __version__
 from jumin.accounts.api import router as accounts_router
 from jumin.api_support import PROBLEM_JSON, PUBLIC, problem_body, problem_response
 from jumin.audit.api import router as audit_router
-from jumin.core.errors import DomainError, problem_type
+from jumin.core.errors import DomainError, InvalidValue, problem_type
 from jumin.db import default_engine
 from jumin.db import national_engine as default_national_engine
 from jumin.http_guards import RejectNulCharacters
@@ -131,6 +132,14 @@ def create_app(
             media_type=PROBLEM_JSON,
             headers=exc.headers,
         )
+
+    async def out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+        # A value the database cannot hold (a number beyond BIGINT, say): the caller's
+        # input, refused like any other bad value; the transaction was already rolled back.
+        return problem_response(InvalidValue("入力値がデータベースで扱える範囲を超えています。"))
+
+    app.add_exception_handler(DataError, out_of_range)
+    app.add_exception_handler(OverflowError, out_of_range)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
