@@ -13,6 +13,7 @@ from jumin.accounts.cli import app as accounts_app
 from jumin.audit.cli import app as audit_app
 from jumin.config import get_settings
 from jumin.core_commands import ids_app, lg_app, wareki_app
+from jumin.keys_cli import app as keys_app
 from jumin.registry.cli import app as registry_app
 
 app = typer.Typer(help="Jumin 住民基本台帳システム", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,6 +26,7 @@ app.add_typer(lg_app, name="lg")
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
 app.add_typer(registry_app, name="registry")
 app.add_typer(demo_app, name="demo")
 
