@@ -85,7 +85,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # IMMEDIATE: take the write lock up front. A deferred transaction that read first and
+    # then writes after another connection committed fails at once with "database is
+    # locked" (a stale WAL snapshot cannot be upgraded, and busy_timeout does not apply);
+    # taking the lock at BEGIN turns every such collision into a short wait. Concurrent
+    # writers are the normal case in `jumin serve`, where the relay thread writes beside
+    # the clerks' requests.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:

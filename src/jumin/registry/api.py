@@ -363,23 +363,25 @@ def outbox(
         after_id=after_id,
         limit=limit,
     )
-    return [
-        OutboxResponse(
-            id=m.id,
-            lg_code=m.lg_code,
-            person_id=m.person_id,
-            resident_code=m.resident_code,
-            seq=m.seq,
-            kind=m.kind,
-            destination_lg_code=m.destination_lg_code,
-            idempotency_key=m.idempotency_key,
-            event_id=m.event_id,
-            created_at=m.created_at,
-            delivered_at=m.delivered_at,
-            payload=masked_payload(payload),
-        )
-        for m, payload in rows
-    ]
+    return [outbox_response(m, payload) for m, payload in rows]
+
+
+def outbox_response(message: Any, payload: dict[str, Any]) -> OutboxResponse:
+    """One outbox message as the API and the CLI show it, 個人番号 masked."""
+    return OutboxResponse(
+        id=message.id,
+        lg_code=message.lg_code,
+        person_id=message.person_id,
+        resident_code=message.resident_code,
+        seq=message.seq,
+        kind=message.kind,
+        destination_lg_code=message.destination_lg_code,
+        idempotency_key=message.idempotency_key,
+        event_id=message.event_id,
+        created_at=message.created_at,
+        delivered_at=message.delivered_at,
+        payload=masked_payload(payload),
+    )
 
 
 def masked_payload(payload: dict[str, Any]) -> dict[str, Any]:

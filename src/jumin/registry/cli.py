@@ -34,7 +34,6 @@ from jumin.registry.schemas import (
     EventListItem,
     EventResponse,
     HouseholdResponse,
-    OutboxResponse,
     SearchResponse,
     VersionHistoryItem,
 )
@@ -454,7 +453,7 @@ def outbox(
 ) -> None:
     """住基ネットへの送信メッセージを1行ずつ表示する (監督職員のみ。個人番号はマスク)。"""
     # The API's own masking, so that both doors mask alike.
-    from jumin.registry.api import masked_payload
+    from jumin.registry.api import outbox_response
 
     with command_unit() as session:
         principal = _acting(session, clerk, _SUPERVISORS, "outbox", "送信メッセージの表示")
@@ -466,22 +465,6 @@ def outbox(
             after_id=after_id,
             limit=limit,
         )
-        items = [
-            OutboxResponse(
-                id=m.id,
-                lg_code=m.lg_code,
-                person_id=m.person_id,
-                resident_code=m.resident_code,
-                seq=m.seq,
-                kind=m.kind,
-                destination_lg_code=m.destination_lg_code,
-                idempotency_key=m.idempotency_key,
-                event_id=m.event_id,
-                created_at=m.created_at,
-                delivered_at=m.delivered_at,
-                payload=masked_payload(payload),
-            )
-            for m, payload in rows
-        ]
+        items = [outbox_response(m, payload) for m, payload in rows]
     for item in items:
         print_json(item.model_dump(mode="json"))
