@@ -454,12 +454,6 @@ def test_events_in_order_with_the_cancellation_linked(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _new_head_changes assigns the remaining head to the household they are in now "
-    "(_latest), not the one they were in on the effective date, and does not check that it is "
-    "the leaving person's household",
-)
 def test_a_late_death_makes_the_remaining_member_head_of_that_household(
     post: Post, client: TestClient, chiyoda: Headers, reader: Reader
 ) -> None:

@@ -998,11 +998,6 @@ def _family(db: Session, network: InProcessNetworkClient, *, lg: str, days_ago: 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: move_out sends the 転出証明書情報 for every person the event touches, "
-    "including the remaining member named as the new head, who does not move",
-)
 def test_move_out_certificate_is_sent_only_for_those_who_leave(
     db: Session, network: InProcessNetworkClient
 ) -> None:
@@ -1026,13 +1021,6 @@ def test_move_out_certificate_is_sent_only_for_those_who_leave(
     assert certificates == [head]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IntegrityError,
-    reason="bug: cancelling a move-out of two or more persons whose codes are live elsewhere "
-    "escapes as IntegrityError (a 500) from a query-invoked autoflush in _record_event, "
-    "instead of the RuleViolation (409) that a single person gets",
-)
 def test_cancelling_a_move_out_after_the_household_moved_in_elsewhere_is_refused(
     db: Session, network: InProcessNetworkClient
 ) -> None:

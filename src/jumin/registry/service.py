@@ -380,6 +380,7 @@ def _record_event(
     cancels: RegistryEvent | None = None,
     new_person_ids: Iterable[int] = (),
     move_out_destination: str | None = None,
+    movers: frozenset[int] = frozenset(),
 ) -> EventOutcome:
     notified = notified_on or ctx.today
     late = check_dates(kind, effective_on=effective_on, notified_on=notified, today=ctx.today)
@@ -446,11 +447,14 @@ def _record_event(
     since = min([effective_on, *(c.effective_on for c in changes)])
     households: set[int] = set(household_versions)
     after: dict[int, list[Version]] = {}
-    for person_id in touched:
-        person = _person_in_scope(session, ctx, person_id)
-        after[person_id] = _rebuild(session, ctx, person, event.id)
-        households |= _households_touched(before[person_id], after[person_id], since)
     try:
+        # No autoflush while rebuilding: a second live record must surface at the explicit
+        # flush below, as a RuleViolation, not from whichever query happens to autoflush.
+        with session.no_autoflush:
+            for person_id in touched:
+                person = _person_in_scope(session, ctx, person_id)
+                after[person_id] = _rebuild(session, ctx, person, event.id)
+                households |= _households_touched(before[person_id], after[person_id], since)
         session.flush()
     except IntegrityError as exc:
         raise RuleViolation(
@@ -489,7 +493,7 @@ def _record_event(
                     kind=OutboxKind.IDENTITY_CHANGED,
                     payload={"lg_code": person.lg_code, "voided": True, "change_kind": kind.value},
                 )
-        if move_out_destination is not None and record is not None:
+        if move_out_destination is not None and record is not None and person_id in movers:
             _emit(
                 session,
                 ctx,
@@ -873,7 +877,19 @@ def _new_head_changes(
     person = _person_in_scope(session, ctx, remaining_head)
     if remaining_head in leaving:
         raise InvalidValue("新しい世帯主は残る世帯員から選んでください。", field="remaining_head_person_id")
-    record = _latest(session, remaining_head)
+    # The household the new head belongs to on the day the head leaves, which must be
+    # the leaving person's household then (a later move must not redirect the change).
+    record = record_on(_versions_of(session, remaining_head), effective_on)
+    left = {
+        r.household_id
+        for p in leaving
+        if (r := record_on(_versions_of(session, p), effective_on)) is not None
+    }
+    if record is None or record.household_id not in left:
+        raise InvalidValue(
+            "新しい世帯主は、異動日に同じ世帯にいる世帯員から選んでください。",
+            field="remaining_head_person_id",
+        )
     changes.append(
         PlannedChange(
             remaining_head, effective_on, HouseholdAssignment(record.household_id, RELATIONSHIP_HEAD)
@@ -919,6 +935,7 @@ def move_out(session: Session, *, ctx: RegistryContext, request: MoveOutRequest)
         changes=changes + head_changes,
         person_versions=versions | head_versions,
         move_out_destination=request.destination_lg_code,
+        movers=frozenset(versions),
     )
 
 
