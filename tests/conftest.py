@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from jumin.api_support import get_session
+from jumin.api_support import get_national_session, get_session
 from jumin.app import create_app
 from jumin.db import finish_failed, make_engine, upgrade
 from jumin.network_client import InProcessNetworkClient
@@ -47,6 +47,15 @@ def _pg_sibling(url: str, database: str) -> str:
     return f"{base}/{database}"
 
 
+def _pg_database(url: str, name: str) -> str:
+    """The PostgreSQL database for ``name``, one set per xdist worker so workers never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if name == "test" and not worker:
+        return url
+    suffix = f"_{worker}" if worker else ""
+    return _pg_sibling(url, f"{url.rpartition('/')[2]}_{name}{suffix}")
+
+
 def fresh_database_url(backend: str, tmp: Path, name: str = "test") -> str:
     """An empty database of the given backend, migrated to head.
 
@@ -57,7 +66,7 @@ def fresh_database_url(backend: str, tmp: Path, name: str = "test") -> str:
         url = f"sqlite:///{tmp / f'{name}.db'}"
     else:
         assert PG_URL is not None
-        url = PG_URL if name == "test" else _pg_sibling(PG_URL, f"{PG_URL.rpartition('/')[2]}_{name}")
+        url = _pg_database(PG_URL, name)
         engine = make_engine(url)
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -124,19 +133,32 @@ def network(national_db: Session) -> InProcessNetworkClient:
 
 
 @pytest.fixture
-def app(engine: Engine, db: Session, network: InProcessNetworkClient) -> FastAPI:
-    """The real app, with each request's unit of work joined to the test's transaction."""
-    application = create_app(engine, network)
+def app(
+    engine: Engine,
+    db: Session,
+    national_engine: Engine,
+    national_db: Session,
+    network: InProcessNetworkClient,
+) -> FastAPI:
+    """The real app, with each request's units of work joined to the test's transactions."""
+    application = create_app(engine, network, national_engine=national_engine)
 
-    def test_session() -> Iterator[Session]:
+    def joined(session: Session) -> Iterator[Session]:
         try:
-            yield db
-            db.commit()
+            yield session
+            session.commit()
         except BaseException as exc:
-            finish_failed(db, exc)
+            finish_failed(session, exc)
             raise
 
+    def test_session() -> Iterator[Session]:
+        yield from joined(db)
+
+    def test_national_session() -> Iterator[Session]:
+        yield from joined(national_db)
+
     application.dependency_overrides[get_session] = test_session
+    application.dependency_overrides[get_national_session] = test_national_session
     return application
 
 

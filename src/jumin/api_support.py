@@ -6,10 +6,11 @@ Every route declares exactly one :class:`AccessRule` (``require``, ``public`` or
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -20,7 +21,7 @@ from starlette.routing import BaseRoute
 from jumin.accounts import service as accounts
 from jumin.accounts.domain import OrganisationKind, Principal, PrincipalKind, Role
 from jumin.core.errors import DomainError, Unauthenticated
-from jumin.db import finish_failed
+from jumin.db import finish_failed, unit_of_work
 from jumin.request_context import current_request_id
 
 PROBLEM_JSON = "application/problem+json"
@@ -57,6 +58,22 @@ def get_session(request: Request) -> Iterator[Session]:
 # scope="function": the commit happens before the response leaves, so a failed commit
 # is a 500 to the caller instead of a 200 for work that was lost.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_national_session(request: Request) -> Iterator[Session]:
+    """The national network's unit of work, on its own database (national routes only)."""
+    session = Session(bind=request.app.state.national_engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException as exc:
+        finish_failed(session, exc)
+        raise
+    finally:
+        session.close()
+
+
+NationalSessionDep = Annotated[Session, Depends(get_national_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="POST /auth/login で得たアクセストークン")
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -127,6 +144,51 @@ def require(*roles: Role, organisation_kinds: frozenset[OrganisationKind] = froz
 
 
 AGENCY_CLIENT = AccessRule(agency_clients=True)
+
+
+# --- the national side's routes (network/agencies) -------------------------------------------------
+# Agency, prefecture and operator routes of the national network authenticate against the
+# national database's accounts tables (``get_national_session``): agency clients and
+# national/prefecture staff are registered there and get their tokens from
+# POST /network/v1/auth/token and POST /network/v1/auth/login.
+
+NationalUnits = Callable[[], AbstractContextManager[Session]]
+
+
+def national_units(app: FastAPI) -> NationalUnits:
+    """Units of work on the national database for a request's background work (batches...).
+
+    A test that joins ``get_national_session`` to its own transaction (a dependency
+    override yielding its session) gets the background work joined to it as well.
+    """
+    override = app.dependency_overrides.get(get_national_session)
+    if override is not None:
+        return contextmanager(override)
+    engine: Engine = app.state.national_engine
+    return lambda: unit_of_work(engine)
+
+
+class NationalAccessRule(AccessRule):
+    """An access rule whose principal is looked up in the national database."""
+
+    def __call__(  # the same rule; only the session it authenticates against differs
+        self, request: Request, session: NationalSessionDep, credentials: BearerDep
+    ) -> Principal | None:
+        return super().__call__(request, session, credentials)
+
+
+NATIONAL_PUBLIC = NationalAccessRule(public=True)
+NATIONAL_AUTHENTICATED = NationalAccessRule()
+NATIONAL_AGENCY_CLIENT = NationalAccessRule(agency_clients=True)
+
+
+def national_require(
+    *roles: Role, organisation_kinds: frozenset[OrganisationKind] = frozenset()
+) -> NationalAccessRule:
+    return NationalAccessRule(roles=frozenset(roles), organisation_kinds=organisation_kinds)
+
+
+# --- end of the national side's routes -------------------------------------------------------------
 
 
 def problem_body(

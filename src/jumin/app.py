@@ -18,12 +18,18 @@ from jumin import __version__
 from jumin.accounts.api import router as accounts_router
 from jumin.api_support import PROBLEM_JSON, PUBLIC, problem_body, problem_response
 from jumin.audit.api import router as audit_router
+from jumin.card.api import router as card_router
+from jumin.certificates.api import router as certificates_router
 from jumin.core.errors import DomainError, InvalidValue, problem_type
 from jumin.db import default_engine
 from jumin.db import national_engine as default_national_engine
 from jumin.http_guards import RejectNulCharacters
+from jumin.loopback import loopback_relay
+from jumin.network.agencies.api import router as agencies_router
+from jumin.network.identity.api import router as replication_router
 from jumin.network_client import NetworkClient, default_network_client
 from jumin.registry.api import router as registry_router
+from jumin.registry.arrivals_api import router as arrivals_router
 from jumin.request_context import new_request_id, set_request_id
 from jumin.web.pages import install as install_staff_window
 
@@ -51,8 +57,11 @@ def create_app(
     network_client: NetworkClient | None = None,
     *,
     national_engine: Engine | None = None,
+    relay_url: str | None = None,
 ) -> FastAPI:
+    """The app; ``relay_url`` (``jumin serve``) also runs the relay against this server's own port."""
     app = FastAPI(
+        lifespan=loopback_relay(relay_url) if relay_url else None,
         title="Jumin 住民基本台帳システム API",
         version=__version__,
         description=(
@@ -172,6 +181,11 @@ def create_app(
     app.include_router(accounts_router)
     app.include_router(audit_router)
     app.include_router(registry_router)
+    app.include_router(arrivals_router)
+    app.include_router(replication_router)
+    app.include_router(agencies_router)
+    app.include_router(card_router)
+    app.include_router(certificates_router)
     # The staff window (web/): its pages, static files and HTML error pages.
     install_staff_window(app)
     return app

@@ -11,10 +11,14 @@ from rich.console import Console
 
 from jumin.accounts.cli import app as accounts_app
 from jumin.audit.cli import app as audit_app
+from jumin.card.cli import app as card_app
+from jumin.certificates.cli import app as certificates_app
 from jumin.config import get_settings
 from jumin.core_commands import ids_app, lg_app, wareki_app
 from jumin.keys_cli import app as keys_app
+from jumin.network.agencies.cli import mount as mount_agencies
 from jumin.registry.cli import app as registry_app
+from jumin.replication_cli import mount as mount_replication
 
 app = typer.Typer(help="Jumin 住民基本台帳システム", no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="データベース", no_args_is_help=True)
@@ -28,7 +32,11 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(registry_app, name="registry")
+app.add_typer(certificates_app, name="cert")
+app.add_typer(card_app, name="card")
 app.add_typer(demo_app, name="demo")
+mount_replication(app, registry_app=registry_app)
+mount_agencies(app)  # after the replication commands: both live under `jumin network`
 
 
 @db_app.command("upgrade")
@@ -80,10 +88,13 @@ def serve(
 
     from jumin.app import create_app
     from jumin.logging import configure
+    from jumin.loopback import loopback_url
 
     configure(get_settings().log_level)
     typer.echo(f"http://{host}:{port} で待ち受けます (API文書: http://{host}:{port}/docs)", err=True)
-    uvicorn.run(create_app(), host=host, port=port, access_log=False, log_config=None)
+    # All roles in one process: the relay reaches the national inbox over this server's own port.
+    app_ = create_app(relay_url=loopback_url(host, port))
+    uvicorn.run(app_, host=host, port=port, access_log=False, log_config=None)
 
 
 def main() -> None:

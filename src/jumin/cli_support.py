@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from jumin.core.errors import DomainError
@@ -22,11 +23,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def command_unit() -> Iterator[Session]:
-    """One transaction per command; a domain error becomes a message and exit status 2."""
+def command_unit(engine: Engine | None = None) -> Iterator[Session]:
+    """One transaction per command; a domain error becomes a message and exit status 2.
+
+    ``engine`` is the municipal database unless a national command names the national one.
+    """
     set_request_id("cli-" + new_request_id())
     try:
-        with unit_of_work() as session:
+        with unit_of_work(engine) as session:
             yield session
     except DomainError as exc:
         where = f" ({exc.field})" if exc.field else ""

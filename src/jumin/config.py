@@ -24,6 +24,8 @@ class Settings:
     lockout_minutes: int
     audit_checkpoint_every: int
     log_level: str
+    # `jumin serve` relays the outbox to its own national inbox this often; 0 turns it off.
+    relay_interval_seconds: float = 5.0
 
     @staticmethod
     def from_env(env: dict[str, str] | None = None) -> Settings:
@@ -42,6 +44,7 @@ class Settings:
             lockout_minutes=int(e.get("JUMIN_LOCKOUT_MINUTES", "15")),
             audit_checkpoint_every=int(e.get("JUMIN_AUDIT_CHECKPOINT_EVERY", "100")),
             log_level=e.get("JUMIN_LOG_LEVEL", "INFO"),
+            relay_interval_seconds=float(e.get("JUMIN_RELAY_INTERVAL_SECONDS", "5")),
         )
 
 

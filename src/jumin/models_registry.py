@@ -6,6 +6,10 @@ from __future__ import annotations
 def import_all_models() -> None:
     import jumin.accounts.models
     import jumin.audit.models
+    import jumin.card.models
+    import jumin.certificates.models
+    import jumin.network.agencies.models
     import jumin.network.identity.models
     import jumin.network.models
+    import jumin.registry.arrival_models
     import jumin.registry.models  # noqa: F401

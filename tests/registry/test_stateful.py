@@ -35,7 +35,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy import Table, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jumin.audit.domain import Actor, ActorKind, AuditAction
@@ -330,30 +329,20 @@ class RegisterMachine(RuleBasedStateMachine):
         *,
         may_refuse: bool = False,
         must_refuse: type[DomainError] | None = None,
-        known_integrity_error: bool = False,
     ) -> EventOutcome | None:
         """Run one step as one unit of work; a refusal must change nothing.
 
         ``may_refuse``: the step may be refused (it reaches into the past, or cancels);
-        ``must_refuse``: the step is wrong and must be refused with this error;
-        ``known_integrity_error``: a cancellation that would make a resident code live
-        twice currently escapes as IntegrityError instead of a 409 (known bug, pinned by
-        test_cancelling_a_move_out_after_the_household_moved_in_elsewhere_is_refused);
-        tolerated here only for that unique index, and it must change nothing either.
+        ``must_refuse``: the step is wrong and must be refused with this error.
         """
         self.db.expire_all()  # each step is a fresh request: nothing cached from the last one
         before = snapshot(self.db)
         savepoint = self.db.begin_nested()
-        failure: Exception | None = None
+        failure: DomainError | None = None
         try:
             outcome = action()
             self.db.flush()
         except DomainError as exc:
-            failure = exc
-        except IntegrityError as exc:
-            if not (known_integrity_error and "resident_code" in str(exc.orig)):
-                savepoint.rollback()
-                raise
             failure = exc
         except BaseException:
             savepoint.rollback()
@@ -367,10 +356,7 @@ class RegisterMachine(RuleBasedStateMachine):
         self.db.expire_all()
         after = snapshot(self.db)
         changed = [name for name in before if before[name] != after[name]]
-        assert not changed, f"{what} failed ({failure}) but changed {changed}"
-        if isinstance(failure, IntegrityError):
-            event(f"{what} failed with IntegrityError (known bug)")
-            return None
+        assert not changed, f"{what} was refused ({failure.detail}) but changed {changed}"
         if must_refuse is not None:
             assert isinstance(failure, must_refuse), f"{what}: refused with {failure!r}, not {must_refuse}"
         elif not may_refuse:
@@ -496,9 +482,8 @@ class RegisterMachine(RuleBasedStateMachine):
             for m, _ in service.outbox(self.db, lg_code=lg, limit=10_000)
             if m.event_id == outcome.event_id and m.kind == service.OutboxKind.MOVE_OUT_CERTIFICATE
         }
-        # Known bug: the remaining head gets one too
-        # (test_move_out_certificate_is_sent_only_for_those_who_leave).
-        assert sent >= {m.person_id for m in leaving}
+        # Not the member who stays behind as the new head.
+        assert sent == {m.person_id for m in leaving}
         for m in leaving:
             person = self.db.get(Person, m.person_id)
             assert person is not None
@@ -569,18 +554,6 @@ class RegisterMachine(RuleBasedStateMachine):
         if dead.is_head and others:
             remaining_head = data.draw(st.sampled_from(others), label="remaining head").person_id
         on = self._back(back, [dead.person_id]) if late else self._forward(advance)
-        # Known bug (test_history.py::test_a_late_death_makes_the_remaining_member_head_of_that_household):
-        # the new head is put into the household they are in *now*, not the one on that date.
-        known_bug = (
-            remaining_head is not None
-            and (stored_record_on(self.db, remaining_head, on) or {}).get("household_id")
-            != self.db.execute(
-                select(PersonVersion.household_id)
-                .where(PersonVersion.person_id == remaining_head, PersonVersion.superseded_at.is_(None))
-                .order_by(PersonVersion.valid_from.desc())
-                .limit(1)
-            ).scalar_one()
-        )
         request = RemovalRequest(
             effective_on=on,
             notified_on=today() if late else on,
@@ -601,14 +574,13 @@ class RegisterMachine(RuleBasedStateMachine):
         assert deceased is not None
         assert deceased["status"] == "removed"
         assert deceased["removal_reason"] == "death"
-        if remaining_head is not None and not known_bug:
-            # The named member heads the deceased's household from the day of death.
+        if remaining_head is not None:
+            # The named member heads the deceased's household (as it was on the day of
+            # death) from that day, wherever they live now.
             successor = stored_record_on(self.db, remaining_head, on)
             assert successor is not None
             assert successor["household_id"] == deceased["household_id"]
             assert successor["relationship"] == RELATIONSHIP_HEAD
-        elif known_bug:
-            event("late death: remaining head's household changed since (known bug)")
 
     @precondition(lambda self: bool(self.view.households_with(2)))
     @rule(advance=ADVANCE, delay=DELAY, data=st.data())
@@ -751,7 +723,6 @@ class RegisterMachine(RuleBasedStateMachine):
             f"cancel {kind}",
             lambda: service.cancel(self.db, ctx=self._ctx(lg), request=request),
             may_refuse=True,
-            known_integrity_error=True,
         )
 
     @precondition(lambda self: bool(self.view.households))

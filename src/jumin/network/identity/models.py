@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Date, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jumin.db import Base, UTCDateTime
@@ -109,14 +109,23 @@ class InboxMessage(Base):
 
 
 class SourceSequence(Base):
-    """The last sequence number applied per municipal record: what the next must follow."""
+    """The last sequence number applied per municipal record: what the next must follow.
+
+    It also says which national identity the record feeds, when the record began (its
+    rank among the person's records: core.replication.record_rank) and whether the
+    municipality has voided it (every event that created it was cancelled).
+    """
 
     __tablename__ = "national_source_sequences"
+    __table_args__ = (Index("ix_national_source_sequences_identity", "identity_id"),)
 
     source_lg_code: Mapped[str] = mapped_column(String(6), primary_key=True)
     source_person_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     last_seq: Mapped[int] = mapped_column(Integer, nullable=False)
     prefecture_code: Mapped[str] = mapped_column(String(2), nullable=False)
+    identity_id: Mapped[int | None] = mapped_column(BigInteger)
+    started_on: Mapped[dt.date | None] = mapped_column(Date)
+    void: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
 
 class MunicipalityKey(Base):
@@ -143,3 +152,19 @@ class ForwardedNotice(Base):
     resident_code: Mapped[str] = mapped_column(String(11), nullable=False)
     payload: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class EnvelopeNonce(Base):
+    """Nonces of signed envelopes seen recently: the same envelope is never accepted twice.
+
+    Rows older than twice the allowed clock skew can go: an envelope that old is refused
+    for its timestamp before its nonce is looked at.
+    """
+
+    __tablename__ = "national_envelope_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lg_code: Mapped[str] = mapped_column(String(6), nullable=False)
+    prefecture_code: Mapped[str] = mapped_column(String(2), nullable=False)
+    sent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)

@@ -1,0 +1,1 @@
+"""My Number Card: applications, production, pre-issuance setup, hand-over, the chip, JPKI."""

@@ -1,0 +1,1 @@
+"""公的個人認証 (JPKI): the CAs, signing and authentication certificates, CRL and OCSP."""

@@ -1,0 +1,1164 @@
+"""Use cases of certificate issuance: four channels, protection orders, PINs, verification.
+
+Every channel ends in :func:`_issue`: take the next issue number, lay out what the
+register says, render, sign, hash, record the issuance and audit it — in the caller's
+transaction, so a failure anywhere leaves no number used, no ledger row and no audit
+entry of an issuance that did not happen. Refusals that are evidence (a protection
+order, a kiosk rule) are audited and kept (``commits_recorded_work``).
+
+The register is read only through ``registry.service`` with a ``RegistryContext`` whose
+municipality is the persons' own: the clerk's for the window, the resident's for the
+kiosk, the *home* municipality's for 広域交付 and 公用請求. In this deployment the
+municipal systems share one register, so a visiting municipality's clerk reads the home
+record directly, the registry auditing the read under the clerk; across deployments the
+same call would go to the home municipality over the network (a record-copy request
+message answered with the record), and nothing above ``_home_context`` would change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from sqlalchemy.orm import Session
+
+from jumin.accounts import service as accounts
+from jumin.audit import service as audit
+from jumin.audit.domain import Actor, ActorKind, AuditAction, Outcome
+from jumin.certificates import repository, signing
+from jumin.certificates.authentication import (
+    PinAuthenticator,
+    ResidentAuthenticator,
+    hash_pin,
+    resident_actor,
+)
+from jumin.certificates.domain import (
+    CHANNEL_LABELS,
+    VERIFICATION_CODE_ALPHABET,
+    VERIFICATION_CODE_LENGTH,
+    AuthenticatedResident,
+    Channel,
+    DocumentKind,
+    Form,
+    Item,
+    KioskRefused,
+    PinCredentials,
+    ProtectedRecord,
+    ProtectionOrderView,
+    Requester,
+    RequesterKind,
+    RestrictedParty,
+    UnknownCertificate,
+    check_pin_format,
+    check_requester,
+    issue_number,
+    normalize_verification_code,
+    select_items,
+)
+from jumin.certificates.fonts import load_fonts
+from jumin.certificates.layout import (
+    CertificateContent,
+    HistoryEntry,
+    Issuer,
+    PrintedPerson,
+    address_text,
+    build_content,
+)
+from jumin.certificates.models import CertificateIssuance, ProtectionOrder, ProtectionOrderParty, ResidentPin
+from jumin.certificates.pdf import render_pdf
+from jumin.certificates.schemas import (
+    KioskIssueRequest,
+    OfficialIssueRequest,
+    ProtectionOrderRequest,
+    WideAreaIssueRequest,
+    WindowIssueRequest,
+)
+from jumin.certificates.settings import load_settings
+from jumin.core.errors import InvalidValue, NotFound, RuleViolation
+from jumin.core.municipalities import load_master
+from jumin.db import utcnow
+from jumin.keys import lookup_hash
+from jumin.network_client import NetworkClient
+from jumin.registry import service as registry
+from jumin.registry.domain import EVENT_LABELS, EventKind, RecordStatus, RemovalReason, ResidentRecord
+from jumin.request_context import current_request_id
+
+PURPOSE = "証明書の交付"
+_CODE_PURPOSE = "certificate-verification-code"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    issue_number: str
+    pdf: bytes
+    sha256: str
+    fee_yen: int
+    page_count: int
+    channel: Channel
+    kind: DocumentKind
+    form: Form
+    lg_code: str
+    home_lg_code: str
+    person_ids: tuple[int, ...]
+    issue_date: dt.date
+    issued_at: dt.datetime
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.issue_number}.pdf"
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """Everything decided before a number is taken: whom, what, for whom, by which channel."""
+
+    ctx: registry.RegistryContext  # the home register, read as the acting party
+    channel: Channel
+    kind: DocumentKind
+    form: Form
+    items: frozenset[Item]
+    persons: tuple[registry.RecordView, ...]
+    head_name: str | None
+    requester: Requester
+
+
+# ---------------------------------------------------------------------------
+# Reading the register
+
+
+def _places(codes: Iterable[str]) -> dict[str, str]:
+    """東京都千代田区 for 131016: the prefix an address is printed with."""
+    master = load_master()
+    found: dict[str, str] = {}
+    for code in set(codes):
+        entry = master.find(code)
+        if entry is None:
+            continue
+        prefecture = master.find(entry.prefecture_code)
+        found[code] = (prefecture.name if prefecture and prefecture.code != entry.code else "") + entry.name
+    return found
+
+
+def _place_codes(records: Iterable[ResidentRecord]) -> set[str]:
+    codes: set[str] = set()
+    for r in records:
+        codes.add(r.address.lg_code)
+        if r.foreign is not None:
+            for a in r.foreign.alias_history:
+                codes.add(a.recorded_lg_code)
+                if a.deleted_lg_code:
+                    codes.add(a.deleted_lg_code)
+    return codes
+
+
+def _load_persons(
+    session: Session, ctx: registry.RegistryContext, person_ids: Sequence[int], kind: DocumentKind
+) -> tuple[registry.RecordView, ...]:
+    if len(set(person_ids)) != len(person_ids):
+        raise InvalidValue("同じ住民が重複して指定されています。", field="person_ids")
+    views = tuple(registry.get_record(session, ctx=ctx, person_id=p, purpose=PURPOSE) for p in person_ids)
+    for view in views:
+        removed = view.record.status is RecordStatus.REMOVED
+        if kind.for_removed and not removed:
+            raise RuleViolation(
+                f"住民 {view.person_id} の住民票は消除されていません。"
+                f"{DocumentKind.RECORD_COPY.label}等を請求してください。",
+                field="kind",
+            )
+        if not kind.for_removed and removed:
+            raise RuleViolation(
+                f"住民 {view.person_id} の住民票は消除されています (除票)。"
+                f"{DocumentKind.REMOVED_RECORD_COPY.label}等を請求してください。",
+                field="kind",
+            )
+    return views
+
+
+def _check_form(form: Form, views: Sequence[registry.RecordView]) -> None:
+    if form is Form.INDIVIDUAL and len(views) != 1:
+        raise InvalidValue("個人票は1人ずつ発行します。住民を1人だけ指定してください。", field="form")
+    households = {v.record.household_id for v in views}
+    if len(households) > 1:
+        raise RuleViolation(
+            "世帯連記式には同じ世帯の住民だけを記載できます。別の世帯の住民は別の証明書にしてください。",
+            field="person_ids",
+        )
+
+
+def _head_name(
+    session: Session,
+    ctx: registry.RegistryContext,
+    views: Sequence[registry.RecordView],
+    items: frozenset[Item],
+) -> str | None:
+    if Item.HEAD_AND_RELATIONSHIP not in items:
+        return None
+    for v in views:
+        if v.record.is_head:
+            return v.record.name
+    first = views[0].record
+    if first.status is RecordStatus.REMOVED:
+        return None  # the head at the time of removal is not recorded apart from the members
+    household = registry.get_household(session, ctx=ctx, household_id=first.household_id, purpose=PURPOSE)
+    head = next((m for m in household.members if m.person_id == household.head_person_id), None)
+    return head.record.name if head else None
+
+
+def _history(
+    session: Session, ctx: registry.RegistryContext, person_id: int, places: dict[str, str]
+) -> tuple[HistoryEntry, ...]:
+    """The person's standing events, each with the address it set when it set one."""
+    events = registry.events_of(session, ctx=ctx, person_id=person_id, purpose=PURPOSE)
+    versions = sorted(
+        (
+            v
+            for v in registry.history(session, ctx=ctx, person_id=person_id, purpose=PURPOSE)
+            if v.superseded_at is None
+        ),
+        key=lambda v: v.valid_from,
+    )
+    new_address: dict[dt.date, str] = {}
+    previous = None
+    for v in versions:
+        record = registry.version_summary(v)
+        if record.address != previous:
+            places.update(_places([record.address.lg_code]))
+            new_address[v.valid_from] = address_text(record, places)
+        previous = record.address
+    entries = [
+        HistoryEntry(
+            effective_on=e.effective_on,
+            notified_on=e.notified_on,
+            label=EVENT_LABELS[EventKind(e.kind)],
+            address=new_address.get(e.effective_on),
+        )
+        for e in sorted(events, key=lambda e: (e.effective_on, e.id))
+        if e.cancelled_by_event_id is None and e.cancels_event_id is None
+    ]
+    return tuple(entries)
+
+
+# ---------------------------------------------------------------------------
+# Protection orders
+
+
+def _order_view(order: ProtectionOrder, parties: Sequence[ProtectionOrderParty]) -> ProtectionOrderView:
+    return ProtectionOrderView(
+        order_id=order.id,
+        lg_code=order.lg_code,
+        person_id=order.person_id,
+        reason=order.reason,
+        valid_until=order.valid_until,
+        registered_at=order.registered_at,
+        registered_by=order.registered_by,
+        ended_at=order.ended_at,
+        parties=tuple(RestrictedParty(p.name, p.resident_code, p.organisation_code) for p in parties),
+    )
+
+
+def _active_orders(session: Session, person_ids: Sequence[int], today: dt.date) -> list[ProtectionOrderView]:
+    views = [_order_view(o, p) for o, p in repository.orders_for(session, person_ids=person_ids)]
+    return [v for v in views if v.active_on(today)]
+
+
+def _refuse(session: Session, actor: Actor, error: Exception, *, target: str, detail: str) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.CERTIFICATE_REFUSED,
+        target_kind="person",
+        target_id=target,
+        outcome=Outcome.DENIED,
+        purpose=PURPOSE,
+        detail=detail,
+    )
+    raise error
+
+
+def _check_protection(session: Session, prepared: _Prepared) -> None:
+    """A registered order blocks its named parties at every channel, and the kiosk entirely."""
+    ids = [v.person_id for v in prepared.persons]
+    for order in _active_orders(session, ids, prepared.ctx.today):
+        detail = f"protection_order={order.order_id} channel={prepared.channel.value}"
+        if prepared.channel is Channel.KIOSK:
+            _refuse(
+                session,
+                prepared.ctx.actor,
+                KioskRefused(
+                    "この世帯の証明書はコンビニ交付・キオスク端末では交付できません。市区町村の窓口で請求してください。"
+                ),
+                target=str(order.person_id),
+                detail=detail,
+            )
+        if order.restricts(prepared.requester):
+            _refuse(
+                session,
+                prepared.ctx.actor,
+                ProtectedRecord(
+                    f"住民 {order.person_id} には支援措置 (受付番号 {order.order_id}) が登録されており、"
+                    "この請求者には交付・閲覧できません。監督職員に相談してください。"
+                ),
+                target=str(order.person_id),
+                detail=detail,
+            )
+
+
+# ---------------------------------------------------------------------------
+# The common path
+
+
+def _issuer(lg_code: str) -> Issuer:
+    m = load_settings().municipality(lg_code)
+    return Issuer(lg_code=lg_code, name=m.name, mayor_title=m.mayor_title, mayor_name=m.mayor_name)
+
+
+def _content(
+    session: Session,
+    prepared: _Prepared,
+    *,
+    issuer: Issuer,
+    number: str,
+    code: str,
+    url: str,
+    issue_date: dt.date,
+) -> CertificateContent:
+    records = [v.record for v in prepared.persons]
+    places = _places(_place_codes(records))
+    printed = [
+        PrintedPerson(
+            v.record,
+            _history(session, prepared.ctx, v.person_id, places) if Item.HISTORY in prepared.items else (),
+        )
+        for v in prepared.persons
+    ]
+    return build_content(
+        kind=prepared.kind,
+        form=prepared.form,
+        persons=printed,
+        items=prepared.items,
+        head_name=prepared.head_name,
+        issue_number=number,
+        issue_date=issue_date,
+        verification_code=code,
+        verification_url=url,
+        issuer=issuer,
+        places=places,
+    )
+
+
+def _new_code() -> str:
+    return "".join(secrets.choice(VERIFICATION_CODE_ALPHABET) for _ in range(VERIFICATION_CODE_LENGTH))
+
+
+def _issue(session: Session, prepared: _Prepared, *, issuer_lg: str) -> IssuedCertificate:
+    ctx = prepared.ctx
+    now = ctx.now
+    issue_date = ctx.today  # a Japanese calendar date, as every date of the register
+    settings = load_settings()
+    municipality = settings.municipality(issuer_lg)
+    issuer = _issuer(issuer_lg)
+    fonts = load_fonts()
+    seq = repository.next_sequence(session, issuer_lg, issue_date.year)
+    number = issue_number(issuer_lg, issue_date.year, seq)
+    code = _new_code()
+    url = f"{settings.verify_base_url}?no={number}&code={code}"
+    content = _content(
+        session, prepared, issuer=issuer, number=number, code=code, url=url, issue_date=issue_date
+    )
+    pdf, pages = render_pdf(fonts, content)
+    signer = signing.signer_for(
+        lg_code=issuer_lg, municipality=municipality.name, mayor_title=municipality.mayor_title, now=now
+    )
+    if signer.created:
+        audit.record(
+            session,
+            actor=Actor.system(issuer_lg),
+            action=AuditAction.CERTIFICATE_SIGNER_CREATED,
+            target_kind="signing_certificate",
+            target_id=signer.fingerprint,
+            detail=signer.subject,
+        )
+    signed = signing.sign_pdf(pdf, signer, reason=f"{prepared.kind.label}の交付", location=municipality.name)
+    sha = hashlib.sha256(signed).hexdigest()
+    fee = municipality.fees.for_channel(prepared.channel)
+    person_ids = tuple(v.person_id for v in prepared.persons)
+    requester = prepared.requester
+    repository.add_issuance(
+        session,
+        CertificateIssuance(
+            issue_number=number,
+            lg_code=issuer_lg,
+            home_lg_code=ctx.lg_code,
+            channel=prepared.channel.value,
+            document_kind=prepared.kind.value,
+            form=prepared.form.value,
+            items=",".join(sorted(i.value for i in prepared.items)),
+            requester_kind=requester.kind.value,
+            requester_name=requester.name,
+            requester_person_id=requester.person_id,
+            requester_organisation=requester.organisation_code,
+            authority=requester.authority,
+            reason=requester.reason,
+            task_code=requester.task_code,
+            actor_kind=ctx.actor.kind.value,
+            actor_id=ctx.actor.actor_id,
+            actor_organisation=ctx.actor.organisation_code,
+            fee_yen=fee,
+            page_count=pages,
+            issue_date=issue_date,
+            issued_at=now,
+            document_sha256=sha,
+            verification_code_hash=lookup_hash(code, _CODE_PURPOSE),
+            signer_fingerprint=signer.fingerprint,
+            request_id=current_request_id(),
+        ),
+        person_ids,
+    )
+    detail = (
+        f"channel={prepared.channel.value} kind={prepared.kind.value} form={prepared.form.value} "
+        f"persons={','.join(map(str, person_ids))} requester={requester.kind.value} fee={fee} sha256={sha}"
+    )
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AuditAction.CERTIFICATE_ISSUED,
+        target_kind="certificate",
+        target_id=number,
+        purpose=requester.task_code or PURPOSE,
+        detail=detail,
+    )
+    if ctx.actor.organisation_code != ctx.lg_code:
+        # The home end of 広域交付 and 公用請求: the municipality whose register was read
+        # has its own entry in its own chain, naming who took what.
+        audit.record(
+            session,
+            actor=Actor.system(ctx.lg_code),
+            action=AuditAction.CERTIFICATE_RECORD_PROVIDED,
+            target_kind="certificate",
+            target_id=number,
+            purpose=requester.task_code or PURPOSE,
+            detail=(
+                f"{CHANNEL_LABELS[prepared.channel]} issued_by={issuer_lg} "
+                f"actor={ctx.actor.kind.value}:{ctx.actor.actor_id}@{ctx.actor.organisation_code} "
+                f"persons={','.join(map(str, person_ids))}"
+            ),
+        )
+    return IssuedCertificate(
+        issue_number=number,
+        pdf=signed,
+        sha256=sha,
+        fee_yen=fee,
+        page_count=pages,
+        channel=prepared.channel,
+        kind=prepared.kind,
+        form=prepared.form,
+        lg_code=issuer_lg,
+        home_lg_code=ctx.lg_code,
+        person_ids=person_ids,
+        issue_date=issue_date,
+        issued_at=now,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Window (窓口)
+
+
+def _window_requester(
+    session: Session,
+    ctx: registry.RegistryContext,
+    request: WindowIssueRequest,
+    persons: Sequence[registry.RecordView],
+) -> Requester:
+    given = request.requester
+    requester = Requester(
+        kind=given.kind,
+        name=given.name.strip(),
+        resident_code=given.resident_code,
+        person_id=given.person_id,
+        authority=given.authority,
+        reason=given.reason,
+    )
+    if requester.kind is RequesterKind.OFFICIAL:
+        raise InvalidValue(
+            "公用請求は機関のAPI (POST /certificates/official) から行ってください。", field="requester.kind"
+        )
+    check_requester(requester)
+    if requester.kind in (RequesterKind.SELF, RequesterKind.HOUSEHOLD_MEMBER):
+        assert requester.person_id is not None
+        own = registry.get_record(session, ctx=ctx, person_id=requester.person_id, purpose=PURPOSE).record
+        requester = replace(requester, name=own.name, resident_code=own.resident_code)
+        ids = {v.person_id for v in persons}
+        if requester.kind is RequesterKind.SELF and requester.person_id not in ids:
+            raise RuleViolation(
+                "本人の請求ですが、請求者が記載する住民に含まれていません。請求者の区分を確認してください。",
+                field="requester.kind",
+            )
+        if requester.kind is RequesterKind.HOUSEHOLD_MEMBER and (
+            own.status is not RecordStatus.LIVE
+            or any(v.record.household_id != own.household_id for v in persons)
+        ):
+            raise RuleViolation(
+                "請求者は記載する住民と同じ世帯の住民ではありません。代理人または第三者として請求してください。",
+                field="requester.kind",
+            )
+    return requester
+
+
+def _prepare_window(
+    session: Session, ctx: registry.RegistryContext, request: WindowIssueRequest
+) -> _Prepared:
+    if request.household_id is not None:
+        if request.kind.for_removed:
+            raise InvalidValue("除票は住民ID (person_ids) で指定してください。", field="household_id")
+        household = registry.get_household(
+            session, ctx=ctx, household_id=request.household_id, purpose=PURPOSE
+        )
+        if not household.members:
+            raise RuleViolation("この世帯には現在住民がいません。", field="household_id")
+        persons = tuple(household.members)
+    else:
+        assert request.person_ids is not None
+        persons = _load_persons(session, ctx, request.person_ids, request.kind)
+    _check_form(request.form, persons)
+    requester = _window_requester(session, ctx, request, persons)
+    items = select_items(
+        request.kind,
+        include=request.include,
+        omit=request.omit,
+        requester=requester.kind,
+        channel=Channel.WINDOW,
+    )
+    prepared = _Prepared(
+        ctx=ctx,
+        channel=Channel.WINDOW,
+        kind=request.kind,
+        form=request.form,
+        items=items,
+        persons=persons,
+        head_name=_head_name(session, ctx, persons, items),
+        requester=requester,
+    )
+    _check_protection(session, prepared)
+    return prepared
+
+
+def issue_at_window(
+    session: Session, *, ctx: registry.RegistryContext, request: WindowIssueRequest
+) -> IssuedCertificate:
+    """窓口交付: a clerk issues for the requester standing at the window."""
+    return _issue(session, _prepare_window(session, ctx, request), issuer_lg=ctx.lg_code)
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    content: CertificateContent
+    fee_yen: int
+
+
+def preview_at_window(
+    session: Session, *, ctx: registry.RegistryContext, request: WindowIssueRequest
+) -> Preview:
+    """What the certificate would say, checked by the same rules as issuing it (no number)."""
+    prepared = _prepare_window(session, ctx, request)
+    content = _content(
+        session,
+        prepared,
+        issuer=_issuer(ctx.lg_code),
+        number="(未発行)",
+        code="",
+        url="",
+        issue_date=ctx.today,
+    )
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AuditAction.CERTIFICATE_PREVIEWED,
+        target_kind="person",
+        target_id=",".join(str(v.person_id) for v in prepared.persons),
+        purpose=PURPOSE,
+        detail=f"kind={prepared.kind.value} requester={prepared.requester.kind.value}",
+    )
+    fee = load_settings().municipality(ctx.lg_code).fees.for_channel(Channel.WINDOW)
+    return Preview(content, fee)
+
+
+# ---------------------------------------------------------------------------
+# Kiosk (コンビニ交付)
+
+
+def issue_at_kiosk(
+    session: Session,
+    *,
+    network: NetworkClient,
+    request: KioskIssueRequest,
+    authenticator: ResidentAuthenticator[PinCredentials] | None = None,
+    now: dt.datetime | None = None,
+) -> IssuedCertificate:
+    """コンビニ交付: the resident authenticates; household form only; refusals audited."""
+    resident: AuthenticatedResident = (authenticator or PinAuthenticator(network, now=now)).authenticate(
+        session,
+        lg_code=request.lg_code,
+        credentials=PinCredentials(resident_code=request.resident_code, pin=request.pin),
+    )
+    ctx = registry.RegistryContext(
+        actor=resident_actor(resident.lg_code, resident.person_id),
+        lg_code=resident.lg_code,
+        network=network,
+        now=now or utcnow(),
+    )
+    target = str(resident.person_id)
+    if request.kind is not DocumentKind.RECORD_COPY or request.form is not Form.HOUSEHOLD:
+        _refuse(
+            session,
+            ctx.actor,
+            KioskRefused("コンビニ交付・キオスク端末で交付できるのは住民票の写し (世帯連記式) だけです。"),
+            target=target,
+            detail=f"kind={request.kind.value} form={request.form.value}",
+        )
+    own = registry.get_record(session, ctx=ctx, person_id=resident.person_id, purpose=PURPOSE)
+    if own.record.status is RecordStatus.REMOVED:
+        why = (
+            "死亡により消除された方の証明書は"
+            if own.record.removal_reason is RemovalReason.DEATH
+            else "消除された住民票 (除票) の証明書は"
+        )
+        _refuse(
+            session,
+            ctx.actor,
+            KioskRefused(
+                f"{why}コンビニ交付・キオスク端末では交付できません。市区町村の窓口で請求してください。"
+            ),
+            target=target,
+            detail=f"removed reason={own.record.removal_reason}",
+        )
+    if request.whole_household:
+        persons = tuple(
+            registry.get_household(
+                session, ctx=ctx, household_id=own.record.household_id, purpose=PURPOSE
+            ).members
+        )
+    else:
+        persons = (own,)
+    for view in persons:
+        if view.record.planned_move_out is not None:
+            _refuse(
+                session,
+                ctx.actor,
+                KioskRefused(
+                    "転出届を提出された方が含まれるため、コンビニ交付・キオスク端末では交付できません。"
+                    "市区町村の窓口で請求してください。"
+                ),
+                target=str(view.person_id),
+                detail="move-out filed",
+            )
+    requester = Requester(
+        kind=RequesterKind.SELF,
+        name=own.record.name,
+        resident_code=own.record.resident_code,
+        person_id=own.person_id,
+    )
+    items = select_items(
+        request.kind,
+        include=request.include,
+        omit=request.omit,
+        requester=requester.kind,
+        channel=Channel.KIOSK,
+    )
+    prepared = _Prepared(
+        ctx=ctx,
+        channel=Channel.KIOSK,
+        kind=request.kind,
+        form=Form.HOUSEHOLD,
+        items=items,
+        persons=persons,
+        head_name=_head_name(session, ctx, persons, items),
+        requester=requester,
+    )
+    _check_protection(session, prepared)
+    return _issue(session, prepared, issuer_lg=ctx.lg_code)
+
+
+def set_pin(session: Session, *, ctx: registry.RegistryContext, person_id: int, pin: str) -> dt.datetime:
+    """The window sets (or resets, unlocking) a resident's kiosk PIN after checking identity."""
+    check_pin_format(pin)
+    view = registry.get_record(session, ctx=ctx, person_id=person_id, purpose="コンビニ交付の暗証番号設定")
+    if view.record.status is not RecordStatus.LIVE:
+        raise RuleViolation("消除された住民には暗証番号を設定できません。", field="person_id")
+    now = ctx.now
+    row = repository.pin_for(session, person_id, lock=True)
+    if row is None:
+        repository.add_pin(
+            session,
+            ResidentPin(
+                lg_code=ctx.lg_code,
+                person_id=person_id,
+                pin_hash=hash_pin(person_id, pin),
+                failed_attempts=0,
+                locked_at=None,
+                set_at=now,
+                set_by=ctx.actor.actor_id,
+            ),
+        )
+    else:
+        row.pin_hash = hash_pin(person_id, pin)
+        row.failed_attempts = 0
+        row.locked_at = None
+        row.set_at = now
+        row.set_by = ctx.actor.actor_id
+        session.flush()
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AuditAction.RESIDENT_PIN_SET,
+        target_kind="person",
+        target_id=str(person_id),
+    )
+    return now
+
+
+# ---------------------------------------------------------------------------
+# Wide-area (広域交付) and official requests (公用請求)
+
+
+def _home_context(ctx: registry.RegistryContext, home_lg_code: str) -> registry.RegistryContext:
+    """The home register, read by the acting party: the registry audits the read under them."""
+    return replace(ctx, lg_code=home_lg_code)
+
+
+def _by_resident_code(
+    session: Session, ctx: registry.RegistryContext, resident_code: str, *, include_removed: bool
+) -> registry.RecordView:
+    found = registry.search(
+        session,
+        ctx=ctx,
+        resident_code=resident_code,
+        include_removed=include_removed,
+        limit=5,
+        purpose=PURPOSE,
+    )
+    if not found.results:
+        raise NotFound(
+            f"地方公共団体 {ctx.lg_code} の住民基本台帳にこの住民票コードの住民はいません。",
+            field="resident_code",
+        )
+    live = [v for v in found.results if v.record.status is RecordStatus.LIVE]
+    return (live or list(found.results))[-1]
+
+
+def issue_wide_area(
+    session: Session, *, ctx: registry.RegistryContext, request: WideAreaIssueRequest
+) -> IssuedCertificate:
+    """広域交付: this municipality's clerk issues a record copy for another's resident."""
+    if request.home_lg_code == ctx.lg_code:
+        raise InvalidValue(
+            "自団体の住民には窓口交付 (POST /certificates/window) を使ってください。", field="home_lg_code"
+        )
+    home = _home_context(ctx, request.home_lg_code)
+    own = _by_resident_code(session, home, request.resident_code, include_removed=False)
+    persons: tuple[registry.RecordView, ...] = (own,)
+    if request.whole_household:
+        persons = tuple(
+            registry.get_household(
+                session, ctx=home, household_id=own.record.household_id, purpose=PURPOSE
+            ).members
+        )
+    _check_form(request.form, persons)
+    requester = Requester(
+        kind=RequesterKind.SELF,
+        name=own.record.name,
+        resident_code=own.record.resident_code,
+        person_id=own.person_id,
+    )
+    items = select_items(
+        DocumentKind.RECORD_COPY,
+        include=request.include,
+        omit=request.omit,
+        requester=requester.kind,
+        channel=Channel.WIDE_AREA,
+    )
+    prepared = _Prepared(
+        ctx=home,
+        channel=Channel.WIDE_AREA,
+        kind=DocumentKind.RECORD_COPY,
+        form=request.form,
+        items=items,
+        persons=persons,
+        head_name=_head_name(session, home, persons, items),
+        requester=requester,
+    )
+    _check_protection(session, prepared)
+    return _issue(session, prepared, issuer_lg=ctx.lg_code)
+
+
+def _check_task(task_code: str) -> None:
+    """Integration point with network/agencies' statutory-task model.
+
+    Until the agency engineer's task registry is reachable from the municipal side, any
+    agency client may make an official request and the task code it names is recorded
+    in the ledger and the audit trail. When it lands, this checks that the client is
+    registered for ``task_code`` and that the task allows a 住民票の写し (法第12条の2).
+    """
+    if not task_code.strip():
+        raise InvalidValue("法令に基づく事務のコードを指定してください。", field="task_code")
+
+
+def _organisation_name(session: Session, code: str) -> str:
+    for org in accounts.list_organisations(session):
+        if org.code == code:
+            return org.name
+    return code
+
+
+def issue_official(
+    session: Session, *, ctx: registry.RegistryContext, request: OfficialIssueRequest
+) -> IssuedCertificate:
+    """公用請求: an agency client's request for a resident of ``request.lg_code``."""
+    _check_task(request.task_code)
+    home = _home_context(ctx, request.lg_code)
+    own = _by_resident_code(session, home, request.resident_code, include_removed=request.kind.for_removed)
+    persons: tuple[registry.RecordView, ...] = (own,)
+    if request.whole_household and not request.kind.for_removed:
+        persons = tuple(
+            registry.get_household(
+                session, ctx=home, household_id=own.record.household_id, purpose=PURPOSE
+            ).members
+        )
+    persons = _load_persons(session, home, [p.person_id for p in persons], request.kind)
+    _check_form(request.form, persons)
+    agency = ctx.actor.organisation_code
+    requester = Requester(
+        kind=RequesterKind.OFFICIAL,
+        name=_organisation_name(session, agency),
+        organisation_code=agency,
+        reason=request.reason,
+        task_code=request.task_code,
+    )
+    items = select_items(
+        request.kind,
+        include=request.include,
+        omit=request.omit,
+        requester=requester.kind,
+        channel=Channel.OFFICIAL,
+    )
+    prepared = _Prepared(
+        ctx=home,
+        channel=Channel.OFFICIAL,
+        kind=request.kind,
+        form=request.form,
+        items=items,
+        persons=persons,
+        head_name=_head_name(session, home, persons, items),
+        requester=requester,
+    )
+    _check_protection(session, prepared)
+    return _issue(session, prepared, issuer_lg=request.lg_code)
+
+
+def context(*, actor: Actor, lg_code: str, network: NetworkClient) -> registry.RegistryContext:
+    """The register as ``actor`` reads it for ``lg_code`` (the API and CLI build theirs here)."""
+    return registry.RegistryContext(actor=actor, lg_code=lg_code, network=network)
+
+
+# ---------------------------------------------------------------------------
+# Protection orders (支援措置)
+
+
+def register_protection_order(
+    session: Session, *, ctx: registry.RegistryContext, request: ProtectionOrderRequest
+) -> ProtectionOrderView:
+    view = registry.get_record(session, ctx=ctx, person_id=request.person_id, purpose="支援措置の登録")
+    if request.valid_until is not None and request.valid_until < ctx.today:
+        raise InvalidValue("期間の終期に過去の日付は指定できません。", field="valid_until")
+    order = ProtectionOrder(
+        lg_code=ctx.lg_code,
+        person_id=view.person_id,
+        reason=request.reason,
+        valid_until=request.valid_until,
+        registered_at=ctx.now,
+        registered_by=ctx.actor.actor_id,
+    )
+    parties = [
+        ProtectionOrderParty(
+            name=p.name.strip(), resident_code=p.resident_code, organisation_code=p.organisation_code
+        )
+        for p in request.parties
+    ]
+    repository.add_order(session, order, parties)
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AuditAction.PROTECTION_ORDER_REGISTERED,
+        target_kind="person",
+        target_id=str(view.person_id),
+        detail=f"order={order.id} parties={len(parties)} valid_until={request.valid_until}",
+    )
+    return _order_view(order, parties)
+
+
+def protection_orders(
+    session: Session, *, ctx: registry.RegistryContext, person_id: int | None
+) -> list[ProtectionOrderView]:
+    if person_id is not None:
+        registry.get_record(session, ctx=ctx, person_id=person_id, purpose="支援措置の確認")
+    rows = repository.orders_for(
+        session, person_ids=None if person_id is None else [person_id], lg_code=ctx.lg_code
+    )
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AuditAction.PROTECTION_ORDER_VIEWED,
+        target_kind="person" if person_id else "register",
+        target_id=str(person_id) if person_id else "protection_orders",
+        detail=f"orders={len(rows)}",
+    )
+    return [_order_view(o, p) for o, p in rows]
+
+
+def end_protection_order(
+    session: Session, *, ctx: registry.RegistryContext, order_id: int
+) -> ProtectionOrderView:
+    order = repository.order(session, order_id)
+    if order is None or order.lg_code != ctx.lg_code:
+        raise NotFound(f"支援措置 {order_id} はこの団体に登録されていません。", field="order_id")
+    if order.ended_at is not None:
+        raise RuleViolation("この支援措置は既に終了しています。", field="order_id")
+    order.ended_at = ctx.now
+    order.ended_by = ctx.actor.actor_id
+    session.flush()
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AuditAction.PROTECTION_ORDER_ENDED,
+        target_kind="person",
+        target_id=str(order.person_id),
+        detail=f"order={order.id}",
+    )
+    parties = next(
+        p for o, p in repository.orders_for(session, person_ids=[order.person_id]) if o.id == order.id
+    )
+    return _order_view(order, parties)
+
+
+# ---------------------------------------------------------------------------
+# The ledger and statistics
+
+
+@dataclass(frozen=True, slots=True)
+class IssuanceView:
+    issue_number: str
+    lg_code: str
+    home_lg_code: str
+    channel: Channel
+    kind: DocumentKind
+    form: Form
+    items: tuple[Item, ...]
+    person_ids: tuple[int, ...]
+    requester_kind: RequesterKind
+    requester_name: str
+    reason: str | None
+    task_code: str | None
+    issued_by: str
+    fee_yen: int
+    page_count: int
+    issue_date: dt.date
+    issued_at: dt.datetime
+    document_sha256: str
+
+
+def _issuance_view(row: CertificateIssuance, person_ids: Sequence[int]) -> IssuanceView:
+    return IssuanceView(
+        issue_number=row.issue_number,
+        lg_code=row.lg_code,
+        home_lg_code=row.home_lg_code,
+        channel=Channel(row.channel),
+        kind=DocumentKind(row.document_kind),
+        form=Form(row.form),
+        items=tuple(Item(i) for i in row.items.split(",") if i),
+        person_ids=tuple(person_ids),
+        requester_kind=RequesterKind(row.requester_kind),
+        requester_name=row.requester_name,
+        reason=row.reason,
+        task_code=row.task_code,
+        issued_by=f"{row.actor_kind}:{row.actor_id}@{row.actor_organisation}",
+        fee_yen=row.fee_yen,
+        page_count=row.page_count,
+        issue_date=row.issue_date,
+        issued_at=row.issued_at,
+        document_sha256=row.document_sha256,
+    )
+
+
+def list_issuances(
+    session: Session,
+    *,
+    actor: Actor,
+    lg_code: str,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+    channel: Channel | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[int, list[IssuanceView]]:
+    total, rows = repository.issuances(
+        session,
+        lg_code=lg_code,
+        since=since,
+        until=until,
+        channel=channel.value if channel else None,
+        limit=limit,
+        offset=offset,
+    )
+    persons = repository.persons_of_many(session, [r.id for r in rows])
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.CERTIFICATE_ISSUANCES_VIEWED,
+        target_kind="register",
+        target_id="certificate_issuances",
+        detail=f"results={len(rows)} total={total}",
+    )
+    return total, [_issuance_view(r, persons[r.id]) for r in rows]
+
+
+def get_issuance(session: Session, *, actor: Actor, lg_code: str, number: str) -> IssuanceView:
+    row = repository.issuance_by_number(session, number)
+    if row is None or lg_code not in (row.lg_code, row.home_lg_code):
+        raise NotFound(f"発行番号 {number} の交付記録はこの団体にありません。", field="issue_number")
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.CERTIFICATE_ISSUANCES_VIEWED,
+        target_kind="certificate",
+        target_id=number,
+    )
+    return _issuance_view(row, repository.persons_of(session, row.id))
+
+
+@dataclass(frozen=True, slots=True)
+class StatisticsView:
+    rows: tuple[tuple[Channel, DocumentKind, int, int], ...]
+
+    @property
+    def total_count(self) -> int:
+        return sum(r[2] for r in self.rows)
+
+    @property
+    def total_fees(self) -> int:
+        return sum(r[3] for r in self.rows)
+
+
+def statistics(
+    session: Session, *, lg_code: str, since: dt.date | None = None, until: dt.date | None = None
+) -> StatisticsView:
+    """Counts and fees of what a municipality issued, by channel and kind (no personal data)."""
+    rows = repository.statistics(session, lg_code=lg_code, since=since, until=until)
+    return StatisticsView(tuple((Channel(c), DocumentKind(k), n, fees) for c, k, n, fees in rows))
+
+
+# ---------------------------------------------------------------------------
+# Verification (public)
+
+
+VERIFIER = "public-verification"
+
+
+def _verifier(lg_code: str | None) -> Actor:
+    return Actor(kind=ActorKind.SYSTEM, actor_id=VERIFIER, organisation_code=lg_code or "public")
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationView:
+    issue_number: str
+    kind: DocumentKind
+    lg_code: str
+    municipality: str
+    issue_date: dt.date
+    issued_at: dt.datetime
+    page_count: int
+    document_sha256: str
+
+
+def _verification_view(row: CertificateIssuance) -> VerificationView:
+    return VerificationView(
+        issue_number=row.issue_number,
+        kind=DocumentKind(row.document_kind),
+        lg_code=row.lg_code,
+        municipality=load_settings().municipality(row.lg_code).name,
+        issue_date=row.issue_date,
+        issued_at=row.issued_at,
+        page_count=row.page_count,
+        document_sha256=row.document_sha256,
+    )
+
+
+def verify_number(session: Session, *, number: str, code: str) -> VerificationView:
+    """Was a certificate with this number issued? Only with its printed code, so numbers
+    cannot be enumerated; a wrong code and an unknown number are the same answer."""
+    row = repository.issuance_by_number(session, number.strip())
+    normalized = normalize_verification_code(code)
+    known = row is not None and secrets.compare_digest(
+        row.verification_code_hash, lookup_hash(normalized, _CODE_PURPOSE)
+    )
+    audit.record(
+        session,
+        actor=_verifier(row.lg_code if row is not None else None),
+        action=AuditAction.CERTIFICATE_VERIFIED,
+        target_kind="certificate",
+        target_id=number.strip()[:64],
+        outcome=Outcome.SUCCESS if known else Outcome.FAILURE,
+        detail="by number",
+    )
+    if row is None or not known:
+        raise UnknownCertificate(
+            "この発行番号と検証コードの組み合わせで発行された証明書はありません。", field="no"
+        )
+    return _verification_view(row)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentVerification:
+    authentic: bool
+    sha256: str
+    reasons: tuple[str, ...]
+    signature: signing.SignatureCheck
+    issuance: VerificationView | None
+
+
+def verify_document(session: Session, *, pdf: bytes, via: str = "upload") -> DocumentVerification:
+    """Authentic = this exact file was issued (hash in the ledger) and its signature is valid."""
+    sha = hashlib.sha256(pdf).hexdigest()
+    row = repository.issuance_by_hash(session, sha)
+    check = signing.check_signature(pdf, moment=row.issued_at if row is not None else None)
+    reasons: list[str] = []
+    if row is None:
+        reasons.append(
+            "このファイルのハッシュ値に一致する交付記録はありません"
+            " (発行後に変更されたか、発行されていない文書です)。"
+        )
+    if check.problem:
+        reasons.append(check.problem)
+    authentic = row is not None and check.valid
+    audit.record(
+        session,
+        actor=_verifier(row.lg_code if row is not None else None),
+        action=AuditAction.CERTIFICATE_VERIFIED,
+        target_kind="certificate",
+        target_id=row.issue_number if row is not None else sha,
+        outcome=Outcome.SUCCESS if authentic else Outcome.FAILURE,
+        detail=f"by {via} authentic={authentic}",
+    )
+    return DocumentVerification(
+        authentic=authentic,
+        sha256=sha,
+        reasons=tuple(reasons),
+        signature=check,
+        issuance=_verification_view(row) if row is not None else None,
+    )
+
+
+def ca_certificate_pem() -> bytes | None:
+    return signing.ca_certificate_pem()

@@ -1,0 +1,565 @@
+"""Every query of the agency side. The identity store is read here, never written."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    TextualSelect,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, aliased
+
+from jumin.network.agencies.models import (
+    AccessLogEntry,
+    AgencyClientRecord,
+    AgencyCode,
+    BatchJob,
+    BatchRowError,
+    Extraction,
+    FeedSubscription,
+    TaskGrant,
+    WebhookDelivery,
+)
+from jumin.network.identity.models import IdentityHistory, IdentityRecord
+
+# Below every backend's bound-parameter limit (SQLite's was 999 before 3.32).
+IN_CHUNK = 900
+ALL_PREFECTURES = tuple(f"{n:02d}" for n in range(1, 48))
+
+
+def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _insert_ignoring_duplicates(
+    session: Session, model: Any, rows: list[dict[str, Any]], keys: list[str]
+) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=keys), rows)
+
+
+# --- clients and grants ---------------------------------------------------------------------------
+
+
+def client(session: Session, client_id: str) -> AgencyClientRecord | None:
+    return session.get(AgencyClientRecord, client_id)
+
+
+def add(session: Session, row: Any) -> None:
+    session.add(row)
+    session.flush()
+
+
+def grant(session: Session, client_id: str, task_code: str) -> TaskGrant | None:
+    return session.execute(
+        select(TaskGrant).where(TaskGrant.client_id == client_id, TaskGrant.task_code == task_code)
+    ).scalar_one_or_none()
+
+
+def grants_of(session: Session, client_id: str) -> Sequence[TaskGrant]:
+    return (
+        session.execute(
+            select(TaskGrant).where(TaskGrant.client_id == client_id).order_by(TaskGrant.task_code)
+        )
+        .scalars()
+        .all()
+    )
+
+
+def organisation_holds_any(session: Session, organisation_code: str, task_codes: Iterable[str]) -> bool:
+    """True when some client of the organisation holds one of the tasks now."""
+    codes = list(task_codes)
+    if not codes:
+        return False
+    return (
+        session.execute(
+            select(TaskGrant.id)
+            .join(AgencyClientRecord, AgencyClientRecord.client_id == TaskGrant.client_id)
+            .where(
+                AgencyClientRecord.organisation_code == organisation_code,
+                TaskGrant.task_code.in_(codes),
+                TaskGrant.revoked_at.is_(None),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+# --- the identity store ---------------------------------------------------------------------------
+
+
+def identities_by_codes(session: Session, codes: Sequence[str]) -> list[IdentityRecord]:
+    found: list[IdentityRecord] = []
+    for chunk in _chunks(list(codes)):
+        found.extend(
+            session.execute(select(IdentityRecord).where(IdentityRecord.resident_code.in_(chunk))).scalars()
+        )
+    return found
+
+
+def identities_by_ids(session: Session, ids: Iterable[int]) -> list[IdentityRecord]:
+    found: list[IdentityRecord] = []
+    for chunk in _chunks(sorted(set(ids))):
+        found.extend(session.execute(select(IdentityRecord).where(IdentityRecord.id.in_(chunk))).scalars())
+    return found
+
+
+def identity_by_number_hash(session: Session, number_hash: str) -> IdentityRecord | None:
+    return session.execute(
+        select(IdentityRecord).where(IdentityRecord.individual_number_hash == number_hash)
+    ).scalar_one_or_none()
+
+
+def identity_ids_by_past_codes(session: Session, codes: Sequence[str]) -> dict[str, int]:
+    """Identities that once held these 住民票コード (a code changed since)."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(list(codes)):
+        for code, identity_id in session.execute(
+            select(IdentityHistory.resident_code, IdentityHistory.identity_id)
+            .where(IdentityHistory.resident_code.in_(chunk))
+            .order_by(IdentityHistory.id)
+        ):
+            found[code] = identity_id
+    return found
+
+
+CANDIDATE_COLUMNS = (
+    IdentityRecord.id,
+    IdentityRecord.search_kana,
+    IdentityRecord.birth_date,
+    IdentityRecord.sex,
+    IdentityRecord.address_lg_code,
+    IdentityRecord.address,
+)
+
+
+def candidates_by_reading(session: Session, readings: Sequence[str], *, limit: int) -> Sequence[Any]:
+    """People whose reading is one of ``readings``, any birth date.
+
+    The prefecture list leads the condition so that the (prefecture, reading, birth date)
+    index serves it on every backend: one index probe per prefecture and reading.
+    """
+    if not readings:
+        return []
+    return session.execute(
+        select(*CANDIDATE_COLUMNS)
+        .where(
+            IdentityRecord.prefecture_code.in_(ALL_PREFECTURES),
+            IdentityRecord.search_kana.in_(sorted(set(readings))),
+        )
+        .limit(limit)
+    ).all()
+
+
+_KEY_BUCKETS = (16, 128, 1024)
+_NO_MATCH = {"k": "", "b": dt.date(1, 1, 1), "s": ""}  # pads a key list; matches nobody
+
+
+@cache
+def _joined_on_keys(kind: str, size: int) -> TextualSelect:
+    """``national_identities`` joined to ``size`` keys given as a VALUES list.
+
+    Written as text with numbered parameters, one statement per bucket size: an IN list
+    per column would make the planners probe every combination of the values (SQLite, and
+    PostgreSQL before 17), and the statement is compiled once per size instead of per
+    chunk (compiling 2,000 bound values cost more than running the query).
+    """
+    table = IdentityRecord.__tablename__
+    columns = ", ".join(f"n.{c.key}" for c in CANDIDATE_COLUMNS)
+    if kind == "reading":
+        key_columns, typed = ("k", "b"), {"b": Date()}
+        on = "n.search_kana = keys.k AND n.birth_date = keys.b"
+        where = " WHERE n.prefecture_code IN (" + ", ".join(f"'{p}'" for p in ALL_PREFECTURES) + ")"
+    else:
+        key_columns, typed = ("b", "s"), {"b": Date()}
+        on = "n.birth_date = keys.b AND n.sex = keys.s"
+        where = ""
+    rows = ", ".join("(" + ", ".join(f":{c}{i}" for c in key_columns) + ")" for i in range(size))
+    # Only names from the model and constants go into the text; every value is bound.
+    sql = (
+        f"WITH keys({', '.join(key_columns)}) AS (VALUES {rows}) "  # noqa: S608
+        f"SELECT {columns} FROM keys JOIN {table} n ON {on}{where} LIMIT :row_limit"
+    )
+    return (
+        text(sql)
+        .bindparams(
+            *[bindparam(f"{c}{i}", type_=typed[c]) for c in key_columns if c in typed for i in range(size)]
+        )
+        .columns(*CANDIDATE_COLUMNS)
+    )
+
+
+def _by_keys(session: Session, kind: str, keys: list[dict[str, Any]], limit: int) -> list[Any]:
+    found: list[Any] = []
+    largest = _KEY_BUCKETS[-1]
+    for i in range(0, len(keys), largest):
+        part = keys[i : i + largest]
+        size = next(b for b in _KEY_BUCKETS if b >= len(part))
+        part += [_NO_MATCH] * (size - len(part))
+        params: dict[str, Any] = {"row_limit": limit}
+        for n, key in enumerate(part):
+            for c, v in key.items():
+                params[f"{c}{n}"] = v
+        found.extend(session.execute(_joined_on_keys(kind, size), params).all())
+    return found
+
+
+def candidates_by_reading_and_birth(
+    session: Session, pairs: Sequence[tuple[str, dt.date]], *, limit: int
+) -> Sequence[Any]:
+    """People with one of the (reading, birth date) pairs: one index probe per pair and prefecture."""
+    keys = [{"k": k, "b": b} for k, b in sorted(set(pairs))]
+    return _by_keys(session, "reading", keys, limit)
+
+
+def candidates_by_birth_and_sex(
+    session: Session, pairs: Sequence[tuple[dt.date, str]], *, limit: int
+) -> Sequence[Any]:
+    """People born on one of the dates with the given sex (the birth date/sex index)."""
+    keys = [{"b": b, "s": sx} for b, sx in sorted(set(pairs))]
+    return _by_keys(session, "birth", keys, limit)
+
+
+def history_of(session: Session, identity_id: int) -> Sequence[IdentityHistory]:
+    return (
+        session.execute(
+            select(IdentityHistory)
+            .where(IdentityHistory.identity_id == identity_id)
+            .order_by(IdentityHistory.valid_from, IdentityHistory.id)
+        )
+        .scalars()
+        .all()
+    )
+
+
+def _valid_on(h: Any, on: dt.date) -> Any:
+    return and_(h.valid_from <= on, or_(h.valid_to.is_(None), h.valid_to > on))
+
+
+def history_as_of(session: Session, identity_id: int, on: dt.date) -> IdentityHistory | None:
+    """The version in force on ``on``; of overlapping versions, the one recorded last."""
+    return (
+        session.execute(
+            select(IdentityHistory)
+            .where(IdentityHistory.identity_id == identity_id, _valid_on(IdentityHistory, on))
+            .order_by(IdentityHistory.id.desc())
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
+
+
+def last_history_id(session: Session) -> int:
+    return int(session.execute(select(func.coalesce(func.max(IdentityHistory.id), 0))).scalar_one())
+
+
+def feed_page(
+    session: Session,
+    *,
+    organisation_code: str,
+    change_kinds: Sequence[str],
+    after: int,
+    horizon: dt.datetime,
+    limit: int,
+) -> Sequence[Any]:
+    """History rows after the cursor, of the given kinds, for persons the agency holds a code for."""
+    return session.execute(
+        select(IdentityHistory, AgencyCode.agency_code)
+        .join(
+            AgencyCode,
+            and_(
+                AgencyCode.identity_id == IdentityHistory.identity_id,
+                AgencyCode.organisation_code == organisation_code,
+            ),
+        )
+        .where(
+            IdentityHistory.id > after,
+            IdentityHistory.change_kind.in_(change_kinds),
+            IdentityHistory.recorded_at <= horizon,
+        )
+        .order_by(IdentityHistory.id)
+        .limit(limit)
+    ).all()
+
+
+def residents_on(
+    session: Session, *, prefecture_code: str, on: dt.date, lg_codes: Sequence[str]
+) -> Iterator[Sequence[Any]]:
+    """Everyone living (status live) in the prefecture on ``on``, in pages, one snapshot.
+
+    One version per person: where corrections left overlapping versions, the one
+    recorded last wins. Streamed with a server-side cursor where the backend has one.
+    """
+    newer = aliased(IdentityHistory)
+    h = IdentityHistory
+    query = (
+        select(
+            h.identity_id,
+            h.prefecture_code,
+            h.lg_code,
+            h.resident_code,
+            h.name,
+            h.name_kana,
+            h.birth_date,
+            h.sex,
+            h.address_lg_code,
+            h.address,
+        )
+        .where(
+            h.prefecture_code == prefecture_code,
+            _valid_on(h, on),
+            h.status == "live",
+            ~exists().where(newer.identity_id == h.identity_id, newer.id > h.id, _valid_on(newer, on)),
+        )
+        .order_by(h.lg_code, h.resident_code)
+    )
+    if lg_codes:
+        query = query.where(h.lg_code.in_(lg_codes))
+    result = session.execute(query, execution_options={"stream_results": True, "yield_per": 5000})
+    yield from result.partitions()
+
+
+# --- agency codes ---------------------------------------------------------------------------------
+
+
+def add_agency_codes(session: Session, rows: list[dict[str, Any]]) -> None:
+    for i in range(0, len(rows), 500):
+        _insert_ignoring_duplicates(
+            session, AgencyCode, rows[i : i + 500], ["organisation_code", "identity_id"]
+        )
+
+
+def identity_for_agency_code(session: Session, organisation_code: str, agency_code: str) -> int | None:
+    return session.execute(
+        select(AgencyCode.identity_id).where(
+            AgencyCode.organisation_code == organisation_code, AgencyCode.agency_code == agency_code
+        )
+    ).scalar_one_or_none()
+
+
+# --- access log -----------------------------------------------------------------------------------
+
+
+def add_access_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    for i in range(0, len(rows), 1000):
+        session.execute(insert(AccessLogEntry), rows[i : i + 1000])
+
+
+def link_access_rows(session: Session, *, task_code: str, audit_entry_id: int) -> None:
+    session.execute(
+        update(AccessLogEntry)
+        .where(AccessLogEntry.task_code == task_code, AccessLogEntry.audit_entry_id == 0)
+        .values(audit_entry_id=audit_entry_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def access_log(
+    session: Session, identity_ids: Sequence[int], *, limit: int, before_id: int | None
+) -> Sequence[AccessLogEntry]:
+    query = select(AccessLogEntry).where(AccessLogEntry.identity_id.in_(list(identity_ids)))
+    if before_id is not None:
+        query = query.where(AccessLogEntry.id < before_id)
+    return session.execute(query.order_by(AccessLogEntry.id.desc()).limit(limit)).scalars().all()
+
+
+# --- batches --------------------------------------------------------------------------------------
+
+
+def batch(session: Session, job_id: str, *, for_update: bool = False) -> BatchJob | None:
+    query = select(BatchJob).where(BatchJob.id == job_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
+
+
+def claim_batch(
+    session: Session, job_id: str, *, from_status: Sequence[str], to_status: str, now: dt.datetime
+) -> bool:
+    """Move a job to ``to_status`` only if it is in one of ``from_status``: one worker wins."""
+    result = session.execute(
+        update(BatchJob)
+        .where(BatchJob.id == job_id, BatchJob.status.in_(list(from_status)))
+        .values(status=to_status, started_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def batches_in(session: Session, statuses: Sequence[str]) -> list[str]:
+    return list(
+        session.execute(
+            select(BatchJob.id).where(BatchJob.status.in_(list(statuses))).order_by(BatchJob.created_at)
+        ).scalars()
+    )
+
+
+def batches_of(session: Session, client_id: str, task_code: str, *, limit: int) -> Sequence[BatchJob]:
+    return (
+        session.execute(
+            select(BatchJob)
+            .where(BatchJob.client_id == client_id, BatchJob.task_code == task_code)
+            .order_by(BatchJob.created_at.desc())
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+
+
+def add_row_errors(session: Session, job_id: str, errors: Iterable[tuple[int, str | None, str]]) -> None:
+    rows = [
+        {"job_id": job_id, "line": line, "field": f, "reason": reason[:500]} for line, f, reason in errors
+    ]
+    for i in range(0, len(rows), 1000):
+        session.execute(insert(BatchRowError), rows[i : i + 1000])
+
+
+def clear_row_errors(session: Session, job_id: str) -> None:
+    session.execute(
+        delete(BatchRowError)
+        .where(BatchRowError.job_id == job_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def row_errors(session: Session, job_id: str, *, after_line: int, limit: int) -> Sequence[BatchRowError]:
+    return (
+        session.execute(
+            select(BatchRowError)
+            .where(BatchRowError.job_id == job_id, BatchRowError.line > after_line)
+            .order_by(BatchRowError.line)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+
+
+def bad_lines(session: Session, job_id: str) -> Iterator[int]:
+    """Line numbers of a job's bad rows, ascending, in pages."""
+    after = 0
+    while True:
+        page = list(
+            session.execute(
+                select(BatchRowError.line)
+                .where(BatchRowError.job_id == job_id, BatchRowError.line > after)
+                .order_by(BatchRowError.line)
+                .limit(10_000)
+            ).scalars()
+        )
+        if not page:
+            return
+        yield from page
+        after = page[-1]
+
+
+# --- feed subscriptions and webhooks --------------------------------------------------------------
+
+
+def subscription(session: Session, client_id: str, task_code: str) -> FeedSubscription | None:
+    return session.execute(
+        select(FeedSubscription).where(
+            FeedSubscription.client_id == client_id, FeedSubscription.task_code == task_code
+        )
+    ).scalar_one_or_none()
+
+
+def subscription_by_id(
+    session: Session, subscription_id: str, *, for_update: bool = False
+) -> FeedSubscription | None:
+    query = select(FeedSubscription).where(FeedSubscription.id == subscription_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
+
+
+def remove(session: Session, row: Any) -> None:
+    session.delete(row)
+    session.flush()
+
+
+def due_webhooks(session: Session, now: dt.datetime) -> list[str]:
+    return list(
+        session.execute(
+            select(FeedSubscription.id)
+            .where(
+                FeedSubscription.webhook_url.is_not(None),
+                or_(
+                    FeedSubscription.webhook_next_attempt_at.is_(None),
+                    FeedSubscription.webhook_next_attempt_at <= now,
+                ),
+            )
+            .order_by(FeedSubscription.id)
+        ).scalars()
+    )
+
+
+def deliveries(session: Session, subscription_id: str, *, limit: int) -> Sequence[WebhookDelivery]:
+    return (
+        session.execute(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.subscription_id == subscription_id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+
+
+def delete_deliveries(session: Session, subscription_id: str) -> None:
+    session.execute(
+        delete(WebhookDelivery)
+        .where(WebhookDelivery.subscription_id == subscription_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- extractions ----------------------------------------------------------------------------------
+
+
+def extraction(session: Session, extraction_id: str, *, for_update: bool = False) -> Extraction | None:
+    query = select(Extraction).where(Extraction.id == extraction_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
+
+
+def extractions(session: Session, *, prefecture_code: str | None, limit: int) -> Sequence[Extraction]:
+    query = select(Extraction)
+    if prefecture_code is not None:
+        query = query.where(Extraction.prefecture_code == prefecture_code)
+    return session.execute(query.order_by(Extraction.requested_at.desc()).limit(limit)).scalars().all()
+
+
+def extractions_in(session: Session, statuses: Sequence[str]) -> list[str]:
+    return list(
+        session.execute(
+            select(Extraction.id)
+            .where(Extraction.status.in_(list(statuses)))
+            .order_by(Extraction.requested_at)
+        ).scalars()
+    )

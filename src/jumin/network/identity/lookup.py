@@ -1,0 +1,134 @@
+"""Read-only queries on the identity store for other national features (the card service).
+
+The replication that fills ``national_identities`` and ``national_identity_history``
+owns their writes; everything another feature needs to read from them is here, so that
+a change to those tables has one place to look. Set-based callers (pre-issuance setup,
+renewal notices, reports) join ``current_identities()`` into their own statements
+instead of reading person by person.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Subquery, func, select
+from sqlalchemy.orm import Session
+
+from jumin.network.identity.models import IdentityHistory, IdentityRecord
+
+__all__ = [
+    "CurrentIdentity",
+    "HistoryMark",
+    "current_identities",
+    "current_identities_for",
+    "current_identity",
+    "history_after",
+    "latest_history_id",
+    "live_population_by_lg",
+]
+
+STATUS_LIVE = "live"
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentIdentity:
+    resident_code: str
+    prefecture_code: str
+    lg_code: str
+    status: str
+    removal_reason: str | None
+    resident_kind: str
+    name: str
+    name_kana: str | None
+    birth_date: dt.date
+    sex: str
+    address: str
+    changed_on: dt.date
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMark:
+    """A new history row: which person changed, how, and from when."""
+
+    history_id: int
+    resident_code: str
+    change_kind: str
+    valid_from: dt.date
+
+
+def _view(row: IdentityRecord) -> CurrentIdentity:
+    return CurrentIdentity(
+        resident_code=row.resident_code,
+        prefecture_code=row.prefecture_code,
+        lg_code=row.lg_code,
+        status=row.status,
+        removal_reason=row.removal_reason,
+        resident_kind=row.resident_kind,
+        name=row.name,
+        name_kana=row.name_kana,
+        birth_date=row.birth_date,
+        sex=row.sex,
+        address=row.address,
+        changed_on=row.changed_on,
+    )
+
+
+def current_identity(session: Session, resident_code: str) -> CurrentIdentity | None:
+    row = session.scalars(select(IdentityRecord).where(IdentityRecord.resident_code == resident_code)).first()
+    return None if row is None else _view(row)
+
+
+def current_identities_for(session: Session, resident_codes: Iterable[str]) -> dict[str, CurrentIdentity]:
+    codes = sorted(set(resident_codes))
+    found: dict[str, CurrentIdentity] = {}
+    # Bounded IN lists: PostgreSQL and SQLite both take thousands, not millions.
+    for start in range(0, len(codes), 1000):
+        chunk = codes[start : start + 1000]
+        for row in session.scalars(select(IdentityRecord).where(IdentityRecord.resident_code.in_(chunk))):
+            found[row.resident_code] = _view(row)
+    return found
+
+
+def current_identities() -> Subquery:
+    """The current 本人確認情報 as a subquery, for joins in set-based statements.
+
+    Columns: resident_code, prefecture_code, lg_code, status, removal_reason, name,
+    birth_date, sex, address.
+    """
+    r = IdentityRecord
+    return select(
+        r.resident_code,
+        r.prefecture_code,
+        r.lg_code,
+        r.status,
+        r.removal_reason,
+        r.name,
+        r.birth_date,
+        r.sex,
+        r.address,
+    ).subquery("current_identity")
+
+
+def history_after(session: Session, after_id: int, limit: int) -> Sequence[HistoryMark]:
+    """History rows recorded after ``after_id``, oldest first (the sweeper's feed)."""
+    h = IdentityHistory
+    rows = session.execute(
+        select(h.id, h.resident_code, h.change_kind, h.valid_from)
+        .where(h.id > after_id)
+        .order_by(h.id)
+        .limit(limit)
+    )
+    return [HistoryMark(history_id=r[0], resident_code=r[1], change_kind=r[2], valid_from=r[3]) for r in rows]
+
+
+def latest_history_id(session: Session) -> int:
+    return int(session.scalar(select(func.coalesce(func.max(IdentityHistory.id), 0))) or 0)
+
+
+def live_population_by_lg(session: Session) -> dict[str, int]:
+    """Residents with a live record, per municipality (ward for designated cities)."""
+    r = IdentityRecord
+    rows = session.execute(select(r.lg_code, func.count()).where(r.status == STATUS_LIVE).group_by(r.lg_code))
+    return {lg: int(n) for lg, n in rows}

@@ -1,0 +1,183 @@
+"""Helpers for the certificate tests: a window desk on the services, PDFs read back.
+
+Most tests work at the service level through ``Desk``: residents are recorded with the
+register's own use cases and certificates issued with the certificate service, in the
+test's rolled-back transaction. That keeps each test well under a second (a staff login
+costs two argon2 hashes); the HTTP surface has its own end-to-end tests per channel.
+
+Programs the tests drive for real (pdftotext, pdfsig, zbarimg, certutil, pdftoppm) are
+found with ``require_program``: missing, a test skips with the reason — except under
+JUMIN_TEST_STRICT=1 (CI), where it fails, so a missing install step cannot hide.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+# Signing keys are encrypted with this; set before any certificate code reads it.
+os.environ.setdefault("JUMIN_CA_PASSPHRASE", "test-ca-passphrase")
+
+import pytest
+from sqlalchemy.orm import Session
+
+from jumin.audit.domain import Actor, ActorKind
+from jumin.certificates import service
+from jumin.certificates.schemas import WindowIssueRequest
+from jumin.network_client import InProcessNetworkClient
+from jumin.registry import service as registry
+from jumin.registry.domain import EventOutcome, ResidentRecord
+from tests.conftest import STRICT
+from tests.registry.conftest import (  # noqa: F401 (fixtures and helpers for the tests here)
+    CHIYODA,
+    SAPPORO,
+    Headers,
+    Post,
+    chiyoda,
+    days_ago,
+    get,
+    member,
+    post,
+    sapporo,
+    today,
+)
+
+PROGRAM_PACKAGES = {
+    "pdftotext": "poppler-utils",
+    "pdftoppm": "poppler-utils",
+    "pdfsig": "poppler-utils",
+    "zbarimg": "zbar-tools",
+    "certutil": "libnss3-tools",
+}
+
+
+def require_program(name: str) -> str:
+    """The program's path; skip when it is missing, or fail under JUMIN_TEST_STRICT=1."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    reason = f"{name} がありません (Debian パッケージ {PROGRAM_PACKAGES.get(name, name)})"
+    if STRICT:
+        pytest.fail(f"{reason}: JUMIN_TEST_STRICT=1 では必須です")
+    pytest.skip(reason)
+
+
+def squash(text: str) -> str:
+    """Text with every kind of whitespace removed: pdftotext rebuilds spaces from gaps."""
+    return "".join(text.split())
+
+
+def pypdf_text(pdf: bytes) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+def pdftotext(pdf: bytes, tmp_path: Path) -> str:
+    program = require_program("pdftotext")
+    source = tmp_path / "extract.pdf"
+    source.write_bytes(pdf)
+    done = subprocess.run([program, "-enc", "UTF-8", str(source), "-"], capture_output=True, check=True)
+    return done.stdout.decode("utf-8")
+
+
+def staff_actor(lg_code: str = CHIYODA, login: str = "window-clerk") -> Actor:
+    return Actor(kind=ActorKind.STAFF, actor_id=login, organisation_code=lg_code)
+
+
+@dataclass
+class Desk:
+    """A municipality's window, driven through the services in the test's transaction."""
+
+    db: Session
+    network: InProcessNetworkClient
+    lg_code: str = CHIYODA
+    login: str = "window-clerk"
+    now: dt.datetime | None = None
+
+    @property
+    def ctx(self) -> registry.RegistryContext:
+        ctx = service.context(
+            actor=staff_actor(self.lg_code, self.login), lg_code=self.lg_code, network=self.network
+        )
+        return replace(ctx, now=self.now) if self.now is not None else ctx
+
+    def at(self, moment: dt.datetime) -> Desk:
+        return replace(self, now=moment)
+
+    def event(self, slug: str, body: dict[str, Any]) -> EventOutcome:
+        command = registry.COMMANDS_BY_SLUG[slug]
+        return registry.run_command(
+            self.db, ctx=self.ctx, slug=slug, request=command.request_type.model_validate(body)
+        )
+
+    def family(self, *, moved: int = 30, line: str = "千代田一丁目1番1号") -> EventOutcome:
+        """山田 太郎 (head), 花子 (wife) and 一郎 (child) arriving from abroad."""
+        return self.event(
+            "move-in-from-abroad",
+            {
+                "effective_on": days_ago(moved),
+                "notified_on": days_ago(moved - 2),
+                "address": {"line": line, "katagaki": "千代田ハイツ101"},
+                "previous_address": "アメリカ合衆国",
+                "members": [
+                    member(),
+                    member(
+                        "山田",
+                        "花子",
+                        ("ヤマダ", "ハナコ"),
+                        birth="1982-06-15",
+                        sex="female",
+                        relationship="妻",
+                    ),
+                    member("山田", "一郎", ("ヤマダ", "イチロウ"), birth="2012-02-29", relationship="子"),
+                ],
+            },
+        )
+
+    def one(self, family: str, given: str, kana: tuple[str, str], **extra: Any) -> int:
+        outcome = self.event(
+            "move-in-from-abroad",
+            {
+                "effective_on": days_ago(20),
+                "address": {"line": "千代田二丁目2番"},
+                "previous_address": "大韓民国",
+                "members": [member(family, given, kana, **extra)],
+            },
+        )
+        return outcome.person_ids[0]
+
+    def record(self, person_id: int) -> ResidentRecord:
+        return registry.get_record(self.db, ctx=self.ctx, person_id=person_id, purpose="テスト").record
+
+    def version(self, person_id: int) -> int:
+        return registry.get_record(self.db, ctx=self.ctx, person_id=person_id, purpose="テスト").version
+
+    def window(self, body: dict[str, Any]) -> service.IssuedCertificate:
+        return service.issue_at_window(self.db, ctx=self.ctx, request=WindowIssueRequest.model_validate(body))
+
+
+@pytest.fixture
+def desk(db: Session, network: InProcessNetworkClient) -> Desk:
+    return Desk(db, network)
+
+
+@pytest.fixture
+def sapporo_desk(db: Session, network: InProcessNetworkClient) -> Desk:
+    return Desk(db, network, lg_code=SAPPORO, login="sapporo-window")
+
+
+def self_request(person_id: int, **extra: Any) -> dict[str, Any]:
+    """A window request by the person themself, for their own record copy."""
+    return {
+        "kind": "record_copy",
+        "person_ids": [person_id],
+        "requester": {"kind": "self", "person_id": person_id},
+        **extra,
+    }
