@@ -392,19 +392,8 @@ def test_over_http_the_second_clerk_gets_409_in_japanese(databases: Databases) -
         assert retried.status_code == 201, retried.text
 
 
-def test_two_clerks_founding_households_at_once_both_succeed(
-    databases: Databases, request: pytest.FixtureRequest
-) -> None:
+def test_two_clerks_founding_households_at_once_both_succeed(databases: Databases) -> None:
     """Nothing is stale here: two arrivals from abroad, each founding its own household."""
-    if databases.municipal.dialect.name == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: the household number is count(*) + 1 of committed households, so two "
-                "transactions founding households at once take the same number; the second fails "
-                "with IntegrityError on uq_households_lg_code_household_no (a 500, not a success)",
-            )
-        )
     _household(databases)
     first = ClerkAtWork(databases, arrival_from_abroad("一子"), name="clerk-a", hold=True)
     second = ClerkAtWork(databases, arrival_from_abroad("二子"), name="clerk-b", hold=False)

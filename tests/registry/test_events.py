@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from jumin.core.ids import IndividualNumber, LgCode, ResidentCode
 from jumin.network_client import InProcessNetworkClient
-from jumin.registry.models import OutboxMessage
+from jumin.registry.models import Household, OutboxMessage
 from tests.registry.conftest import CHIYODA, Headers, Post, days_ago, family_from_abroad, member, today
 
 
@@ -696,3 +696,19 @@ def test_move_out_confirmed_from_outside_the_deployment(post: Post, get: Any, ch
     post("move-out-confirmed", {"effective_on": days_ago(12), "persons": _refs(get, chiyoda, *ids)}, chiyoda)
     record = _person(get, chiyoda, ids[0])
     assert (record["status"], record["removed_on"]) == ("removed", days_ago(12))
+
+
+def test_household_numbers_continue_after_the_highest_in_use(
+    post: Post, get: Any, chiyoda: Headers, db: Session
+) -> None:
+    """Households imported with their own numbers are never given out again."""
+    db.add(Household(lg_code=CHIYODA, household_no="00000500", version=1, created_at=dt.datetime.now(dt.UTC)))
+    db.flush()
+    first = _person(get, chiyoda, family_from_abroad(post, chiyoda)["person_ids"][0])
+    second = _person(
+        get, chiyoda, family_from_abroad(post, chiyoda, line="千代田二丁目2番2号")["person_ids"][0]
+    )
+    numbers = [
+        get(f"/registry/households/{p['household_id']}", chiyoda)["household_no"] for p in (first, second)
+    ]
+    assert numbers == ["00000501", "00000502"]

@@ -39,6 +39,19 @@ class Household(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
+class HouseholdNumberCounter(Base):
+    """The last household number given out in a municipality.
+
+    Taking the next number is one UPDATE on this row: its row lock makes two clerks who
+    found households at once wait for each other instead of both computing the same number.
+    """
+
+    __tablename__ = "household_number_counters"
+
+    lg_code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    last_no: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 class Person(Base):
     """One resident record (住民票) of one municipality, across all its versions.
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Integer, Select, and_, cast, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from jumin.registry.models import (
     Household,
+    HouseholdNumberCounter,
     OutboxMessage,
     Person,
     PersonVersion,
@@ -67,10 +70,36 @@ def household(session: Session, household_id: int) -> Household | None:
 
 
 def next_household_no(session: Session, lg_code: str) -> int:
-    count = session.execute(
-        select(func.count()).select_from(Household).where(Household.lg_code == lg_code)
+    """The next household number of a municipality, taken under the counter row's lock."""
+    taken = _advance_household_counter(session, lg_code)
+    if taken is not None:
+        return taken
+    # The municipality's first number under the counter: start after the highest one in use
+    # (households imported or founded before the counter existed). A concurrent first taker
+    # makes this insert a no-op, and the UPDATE below then waits for its row lock.
+    highest = session.execute(
+        select(func.max(cast(Household.household_no, Integer))).where(Household.lg_code == lg_code)
     ).scalar_one()
-    return int(count) + 1
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    session.execute(
+        insert(HouseholdNumberCounter)
+        .values(lg_code=lg_code, last_no=int(highest or 0))
+        .on_conflict_do_nothing(index_elements=["lg_code"])
+    )
+    taken = _advance_household_counter(session, lg_code)
+    assert taken is not None
+    return taken
+
+
+def _advance_household_counter(session: Session, lg_code: str) -> int | None:
+    number = session.execute(
+        update(HouseholdNumberCounter)
+        .where(HouseholdNumberCounter.lg_code == lg_code)
+        .values(last_no=HouseholdNumberCounter.last_no + 1)
+        .returning(HouseholdNumberCounter.last_no)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    return None if number is None else int(number)
 
 
 def changes_of(session: Session, person_id: int) -> Sequence[tuple[RegistryEventChange, RegistryEvent]]:
