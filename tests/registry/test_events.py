@@ -245,6 +245,56 @@ def test_moving_to_another_municipality_closes_the_origin(
     assert events == ["move_in_from_abroad", "move_out", "move_out_confirmed"]
 
 
+def test_cancelling_the_move_in_reopens_the_origins_move_out(
+    post: Post, get: Any, chiyoda: Headers, sapporo: Headers
+) -> None:
+    """The person is never live nowhere: the 転入通知 is withdrawn with the move-in."""
+    father = family_from_abroad(post, chiyoda, moved=90)["person_ids"][0]
+    record = _person(get, chiyoda, father, show_individual_number="true")
+    household_id = record["household_id"]
+    everyone = [m["person_id"] for m in get(f"/registry/households/{household_id}", chiyoda)["members"]]
+    post(
+        "move-out",
+        {
+            "effective_on": days_ago(5),
+            "persons": _refs(get, chiyoda, *everyone),
+            "destination": "札幌市中央区",
+            "destination_lg_code": "011002",
+        },
+        chiyoda,
+    )
+    move_in = {
+        "effective_on": days_ago(5),
+        "address": {"line": "北1条西2丁目"},
+        "previous_address": "東京都千代田区千代田一丁目1番1号",
+        "origin_lg_code": CHIYODA,
+        "members": [
+            member(resident_code=record["resident_code"], individual_number=record["individual_number"])
+        ],
+    }
+    arrived = post("move-in", move_in, sapporo)
+    newcomer = arrived["person_ids"][0]
+    assert _person(get, chiyoda, father)["status"] == "removed"
+    post(
+        "cancellation",
+        {"event_id": arrived["event_id"], "reason": "誤った転入", "versions": _refs(get, sapporo, newcomer)},
+        sapporo,
+    )
+    kinds = [
+        (e["kind"], e["cancelled_by_event_id"] is not None)
+        for e in get(f"/registry/persons/{father}/events", chiyoda)
+    ]
+    assert kinds == [
+        ("move_in_from_abroad", False),
+        ("move_out", False),
+        ("move_out_confirmed", True),
+        ("cancellation", False),
+    ]
+    # Back to a planned move-out: Sapporo can record the corrected move-in, which closes Chiyoda again.
+    post("move-in", move_in | {"address": {"line": "北2条西3丁目"}}, sapporo)
+    assert _person(get, chiyoda, father)["status"] == "removed"
+
+
 def test_no_second_live_record_without_a_move_out(
     post: Post, get: Any, chiyoda: Headers, sapporo: Headers
 ) -> None:

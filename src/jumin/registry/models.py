@@ -126,6 +126,9 @@ class RegistryEvent(Base):
     late: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     cancels_event_id: Mapped[int | None] = mapped_column(ForeignKey("registry_events.id"))
     cancelled_by_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    # An event recorded because of another, in another municipality (the origin's 転入通知
+    # confirmation of a move-in): cancelling the cause withdraws it too.
+    caused_by_event_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     request_id: Mapped[str] = mapped_column(String(64), nullable=False)
 
 

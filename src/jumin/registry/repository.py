@@ -102,6 +102,18 @@ def _advance_household_counter(session: Session, lg_code: str) -> int | None:
     return None if number is None else int(number)
 
 
+def events_caused_by(session: Session, event_id: int) -> Sequence[RegistryEvent]:
+    return (
+        session.execute(
+            select(RegistryEvent)
+            .where(RegistryEvent.caused_by_event_id == event_id)
+            .order_by(RegistryEvent.id)
+        )
+        .scalars()
+        .all()
+    )
+
+
 def changes_of(session: Session, person_id: int) -> Sequence[tuple[RegistryEventChange, RegistryEvent]]:
     """Every change of a person from events that stand (not cancelled), in recording order."""
     rows = session.execute(

@@ -381,6 +381,7 @@ def _record_event(
     new_person_ids: Iterable[int] = (),
     move_out_destination: str | None = None,
     movers: frozenset[int] = frozenset(),
+    caused_by: int | None = None,
 ) -> EventOutcome:
     notified = notified_on or ctx.today
     late = check_dates(kind, effective_on=effective_on, notified_on=notified, today=ctx.today)
@@ -427,6 +428,7 @@ def _record_event(
         reason=reason,
         late=late,
         cancels_event_id=cancels.id if cancels else None,
+        caused_by_event_id=caused_by,
         request_id=current_request_id(),
     )
     session.add(event)
@@ -727,12 +729,12 @@ def move_in(
     for origin in closing:
         by_origin.setdefault(origin.lg_code, []).append(origin)
     for origins in by_origin.values():
-        _confirm_move_out(session, origins, moved_on=request.effective_on, by=ctx)
+        _confirm_move_out(session, origins, moved_on=request.effective_on, by=ctx, move_in=outcome.event_id)
     return outcome
 
 
 def _confirm_move_out(
-    session: Session, origins: list[Person], *, moved_on: dt.date, by: RegistryContext
+    session: Session, origins: list[Person], *, moved_on: dt.date, by: RegistryContext, move_in: int
 ) -> None:
     """転入通知: the destination's move-in closes the origin's planned move-out records.
 
@@ -753,6 +755,7 @@ def _confirm_move_out(
         reason=f"転入通知 ({by.lg_code})",
         changes=[PlannedChange(o.id, on, Removal(RemovalReason.MOVE_OUT)) for o in origins],
         person_versions={o.id: o.version for o in origins},
+        caused_by=move_in,
     )
 
 
@@ -1370,7 +1373,7 @@ def cancel(session: Session, *, ctx: RegistryContext, request: CancellationReque
             f"取り消す異動の対象者 ({', '.join(map(str, persons))}) の版をすべて指定してください。",
             field="versions",
         )
-    return _record_event(
+    outcome = _record_event(
         session,
         ctx,
         kind=EventKind.CANCELLATION,
@@ -1381,6 +1384,34 @@ def cancel(session: Session, *, ctx: RegistryContext, request: CancellationReque
         person_versions=versions,
         cancels=target,
     )
+    _withdraw_consequences(session, ctx, target)
+    return outcome
+
+
+def _withdraw_consequences(session: Session, by: RegistryContext, cause: RegistryEvent) -> None:
+    """A cancelled move-in withdraws its 転入通知: the origin's records are moving out again.
+
+    Without this the person would stand closed at the origin and absent at the destination,
+    live nowhere; withdrawn, the origin may take a corrected move-in again.
+    """
+    for caused in repository.events_caused_by(session, cause.id):
+        if caused.cancelled_by_event_id is not None:
+            continue
+        origin_ctx = RegistryContext(
+            actor=Actor.system(caused.lg_code), lg_code=caused.lg_code, network=by.network, now=by.now
+        )
+        persons = repository.persons_of_event(session, caused.id)
+        _record_event(
+            session,
+            origin_ctx,
+            kind=EventKind.CANCELLATION,
+            effective_on=min(caused.effective_on, origin_ctx.today),
+            notified_on=origin_ctx.today,
+            reason=f"転入の取消し ({by.lg_code})",
+            changes=[],
+            person_versions={p: _person_in_scope(session, origin_ctx, p).version for p in persons},
+            cancels=caused,
+        )
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""household number counters: one row per municipality, taken under its lock
+"""household number counters (one row per municipality, taken under its lock); events caused by others
 
 Revision ID: reg0002
 Revises: 0006
@@ -25,6 +25,9 @@ def upgrade() -> None:
         sa.Column("last_no", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("lg_code", name=op.f("pk_household_number_counters")),
     )
+    with op.batch_alter_table("registry_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("caused_by_event_id", sa.BigInteger(), nullable=True))
+        batch_op.create_index("ix_registry_events_caused_by_event_id", ["caused_by_event_id"], unique=False)
     # Numbers already given out stay taken: each counter starts at its municipality's highest.
     op.execute(
         "INSERT INTO household_number_counters (lg_code, last_no) "
@@ -33,4 +36,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("registry_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_registry_events_caused_by_event_id")
+        batch_op.drop_column("caused_by_event_id")
     op.drop_table("household_number_counters")
