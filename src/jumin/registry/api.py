@@ -18,16 +18,13 @@ from jumin.api_support import PROBLEM_RESPONSES, SessionDep, require
 from jumin.audit import service as audit
 from jumin.audit.domain import AuditAction
 from jumin.core.errors import Forbidden, InvalidValue
-from jumin.core.names import romaji_hepburn
-from jumin.core.wareki import format_wareki
 from jumin.registry import service
-from jumin.registry.domain import EVENT_LABELS, REMOVAL_LABELS, EventKind, EventOutcome, ResidentKind
+from jumin.registry.domain import EVENT_LABELS, EventOutcome
+from jumin.registry.presenters import event_item, history_item, outbox_response, record_response
 from jumin.registry.schemas import (
-    AliasHistoryResponse,
     EventListItem,
     EventResponse,
     FlexDate,
-    ForeignResponse,
     HouseholdResponse,
     OutboxResponse,
     RecordResponse,
@@ -63,90 +60,6 @@ def _event_response(outcome: EventOutcome) -> EventResponse:
         late=outcome.late,
         person_ids=list(outcome.person_ids),
         household_ids=list(outcome.household_ids),
-    )
-
-
-def _romaji(kana: str | None) -> str | None:
-    if not kana:
-        return None
-    try:
-        return romaji_hepburn(kana)
-    except InvalidValue:
-        return None
-
-
-def record_response(view: service.RecordView, *, show_individual_number: bool) -> RecordResponse:
-    r = view.record
-    f = r.foreign
-    number = r.individual_number
-    shown = number if (number and show_individual_number) else (f"********{number[-4:]}" if number else None)
-    return RecordResponse(
-        person_id=view.person_id,
-        lg_code=view.lg_code,
-        version=view.version,
-        valid_from=view.valid_from,
-        valid_to=view.valid_to,
-        recorded_at=view.recorded_at,
-        status=r.status.value,
-        resident_kind=r.resident_kind,
-        name=r.name,
-        family_name=r.family_name,
-        given_name=r.given_name,
-        name_kana=r.name_kana,
-        family_name_kana=r.family_name_kana,
-        given_name_kana=r.given_name_kana,
-        romaji=_romaji(r.name_kana)
-        if r.resident_kind is ResidentKind.JAPANESE
-        else (f.name_alphabet if f else None),
-        birth_date=r.birth_date,
-        # Japanese residents' birth dates are shown in 和暦, foreign residents' in 西暦.
-        birth_date_wareki=format_wareki(r.birth_date) if r.resident_kind is ResidentKind.JAPANESE else None,
-        sex=r.sex,
-        household_id=r.household_id,
-        relationship=r.relationship,
-        address_lg_code=r.address.lg_code,
-        address_line=r.address.line,
-        address_katagaki=r.address.katagaki,
-        address_text=r.address.text(),
-        became_resident_on=r.became_resident_on,
-        address_set_on=r.address_set_on,
-        notified_on=r.notified_on,
-        previous_address=r.previous_address,
-        honseki=r.honseki,
-        hittousha=r.hittousha,
-        old_surname=r.old_surname,
-        old_surname_kana=r.old_surname_kana,
-        resident_code=r.resident_code,
-        individual_number=shown,
-        planned_move_out_on=r.planned_move_out.planned_on if r.planned_move_out else None,
-        planned_move_out_destination=r.planned_move_out.destination if r.planned_move_out else None,
-        removal_reason=REMOVAL_LABELS[r.removal_reason] if r.removal_reason else None,
-        removed_on=r.removed_on,
-        foreign=None
-        if f is None
-        else ForeignResponse(
-            nationality=f.nationality,
-            category=f.category,
-            name_alphabet=f.name_alphabet,
-            status_of_residence=f.status_of_residence,
-            period_of_stay=f.period_of_stay,
-            stay_expires_on=f.stay_expires_on,
-            residence_card_number=f.residence_card_number,
-            became_foreign_resident_on=f.became_foreign_resident_on,
-            alias=f.alias,
-            alias_kana=f.alias_kana,
-            alias_history=[
-                AliasHistoryResponse(
-                    alias=a.alias,
-                    alias_kana=a.alias_kana,
-                    recorded_on=a.recorded_on,
-                    recorded_lg_code=a.recorded_lg_code,
-                    deleted_on=a.deleted_on,
-                    deleted_lg_code=a.deleted_lg_code,
-                )
-                for a in f.alias_history
-            ],
-        ),
     )
 
 
@@ -271,23 +184,7 @@ def person_history(
     purpose: Purpose = DEFAULT_PURPOSE,
 ) -> list[VersionHistoryItem]:
     rows = service.history(session, ctx=context(request, principal), person_id=person_id, purpose=purpose)
-    items = []
-    for v in rows:
-        record = service.version_summary(v)
-        items.append(
-            VersionHistoryItem(
-                valid_from=v.valid_from,
-                valid_to=v.valid_to,
-                recorded_at=v.recorded_at,
-                superseded_at=v.superseded_at,
-                event_id=v.event_id,
-                status=v.status,
-                name=record.name,
-                address_line=record.address.line,
-                household_id=record.household_id,
-            )
-        )
-    return items
+    return [history_item(v) for v in rows]
 
 
 @router.get("/persons/{person_id}/events", summary="住民の異動の一覧")
@@ -299,22 +196,7 @@ def person_events(
     purpose: Purpose = DEFAULT_PURPOSE,
 ) -> list[EventListItem]:
     events = service.events_of(session, ctx=context(request, principal), person_id=person_id, purpose=purpose)
-    return [
-        EventListItem(
-            event_id=e.id,
-            kind=e.kind,
-            label=EVENT_LABELS[EventKind(e.kind)],
-            effective_on=e.effective_on,
-            notified_on=e.notified_on,
-            recorded_at=e.recorded_at,
-            recorded_by=e.recorded_by,
-            reason=e.reason,
-            late=e.late,
-            cancelled_by_event_id=e.cancelled_by_event_id,
-            cancels_event_id=e.cancels_event_id,
-        )
-        for e in events
-    ]
+    return [event_item(e) for e in events]
 
 
 @router.get("/households/{household_id}", summary="世帯 (任意の日付時点)")
@@ -364,38 +246,3 @@ def outbox(
         limit=limit,
     )
     return [outbox_response(m, payload) for m, payload in rows]
-
-
-def outbox_response(message: Any, payload: dict[str, Any]) -> OutboxResponse:
-    """One outbox message as the API and the CLI show it, 個人番号 masked."""
-    return OutboxResponse(
-        id=message.id,
-        lg_code=message.lg_code,
-        person_id=message.person_id,
-        resident_code=message.resident_code,
-        seq=message.seq,
-        kind=message.kind,
-        destination_lg_code=message.destination_lg_code,
-        idempotency_key=message.idempotency_key,
-        event_id=message.event_id,
-        created_at=message.created_at,
-        delivered_at=message.delivered_at,
-        payload=masked_payload(payload),
-    )
-
-
-def masked_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """The outbox as an operator sees it: 個人番号 masked wherever it appears."""
-
-    def mask(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: (f"********{v[-4:]}" if k == "individual_number" and isinstance(v, str) else mask(v))
-                for k, v in value.items()
-            }
-        if isinstance(value, list):
-            return [mask(v) for v in value]
-        return value
-
-    result: dict[str, Any] = mask(payload)
-    return result

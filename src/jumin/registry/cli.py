@@ -29,13 +29,12 @@ from jumin.core.errors import AccessDenied, DomainError, Forbidden
 from jumin.core.wareki import parse_date
 from jumin.network_client import default_network_client
 from jumin.registry import service
-from jumin.registry.domain import EVENT_LABELS, EventKind, EventOutcome
+from jumin.registry.domain import EVENT_LABELS, EventOutcome
+from jumin.registry.presenters import event_item, history_item, outbox_response, record_response
 from jumin.registry.schemas import (
-    EventListItem,
     EventResponse,
     HouseholdResponse,
     SearchResponse,
-    VersionHistoryItem,
 )
 
 app = typer.Typer(help="住民基本台帳: 異動の記録と照会", no_args_is_help=True)
@@ -295,8 +294,6 @@ def show(
     purpose: PurposeOption = DEFAULT_PURPOSE,
 ) -> None:
     """住民票を表示する (任意の日付時点・任意の記録時点)。"""
-    from jumin.registry.api import record_response
-
     day, moment, why = _date(on, "on"), _moment(known_at), _purpose(purpose)
     with command_unit() as session:
         principal = _acting(session, clerk, _READERS, "show", "住民票の表示")
@@ -319,22 +316,7 @@ def history(
     with command_unit() as session:
         principal = _acting(session, clerk, _READERS, "history", "住民票の履歴の表示")
         rows = service.history(session, ctx=_context(principal), person_id=person_id, purpose=why)
-        items = []
-        for v in rows:
-            record = service.version_summary(v)
-            items.append(
-                VersionHistoryItem(
-                    valid_from=v.valid_from,
-                    valid_to=v.valid_to,
-                    recorded_at=v.recorded_at,
-                    superseded_at=v.superseded_at,
-                    event_id=v.event_id,
-                    status=v.status,
-                    name=record.name,
-                    address_line=record.address.line,
-                    household_id=record.household_id,
-                )
-            )
+        items = [history_item(v) for v in rows]
     for item in items:
         print_json(item.model_dump(mode="json"))
 
@@ -349,22 +331,8 @@ def events(
     why = _purpose(purpose)
     with command_unit() as session:
         principal = _acting(session, clerk, _READERS, "events", "異動の一覧の表示")
-        items = [
-            EventListItem(
-                event_id=e.id,
-                kind=e.kind,
-                label=EVENT_LABELS[EventKind(e.kind)],
-                effective_on=e.effective_on,
-                notified_on=e.notified_on,
-                recorded_at=e.recorded_at,
-                recorded_by=e.recorded_by,
-                reason=e.reason,
-                late=e.late,
-                cancelled_by_event_id=e.cancelled_by_event_id,
-                cancels_event_id=e.cancels_event_id,
-            )
-            for e in service.events_of(session, ctx=_context(principal), person_id=person_id, purpose=why)
-        ]
+        found = service.events_of(session, ctx=_context(principal), person_id=person_id, purpose=why)
+        items = [event_item(e) for e in found]
     for item in items:
         print_json(item.model_dump(mode="json"))
 
@@ -378,8 +346,6 @@ def household(
     purpose: PurposeOption = DEFAULT_PURPOSE,
 ) -> None:
     """世帯とその世帯員を表示する (任意の日付時点)。"""
-    from jumin.registry.api import record_response
-
     day, moment, why = _date(on, "on"), _moment(known_at), _purpose(purpose)
     with command_unit() as session:
         principal = _acting(session, clerk, _READERS, "household", "世帯の表示")
@@ -411,8 +377,6 @@ def search(
     purpose: PurposeOption = DEFAULT_PURPOSE,
 ) -> None:
     """住民を検索する (カナ氏名・住民票コード・生年月日・住所)。結果は API と同じ形の1行。"""
-    from jumin.registry.api import record_response
-
     if kana is not None and len(kana) > 100:
         fail("カナ氏名 (--kana) は100文字以内で指定してください。")
     if resident_code is not None and not _RESIDENT_CODE.fullmatch(resident_code):
@@ -452,9 +416,6 @@ def outbox(
     undelivered: Annotated[bool, typer.Option("--undelivered", help="未送信のものだけ")] = False,
 ) -> None:
     """住基ネットへの送信メッセージを1行ずつ表示する (監督職員のみ。個人番号はマスク)。"""
-    # The API's own masking, so that both doors mask alike.
-    from jumin.registry.api import outbox_response
-
     with command_unit() as session:
         principal = _acting(session, clerk, _SUPERVISORS, "outbox", "送信メッセージの表示")
         rows = service.outbox(
