@@ -17,6 +17,7 @@ import io
 import os
 import shutil
 import subprocess
+from base64 import b64decode, b64encode
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,20 @@ from typing import Any
 os.environ.setdefault("JUMIN_CA_PASSPHRASE", "test-ca-passphrase")
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from jumin.audit.domain import Actor, ActorKind
+from jumin.card import service as card_service
+from jumin.card.domain import CertificateKind
 from jumin.certificates import service
 from jumin.certificates.schemas import WindowIssueRequest
+from jumin.db import utcnow
+from jumin.network.identity.models import IdentityHistory, IdentityRecord
 from jumin.network_client import InProcessNetworkClient
 from jumin.registry import service as registry
 from jumin.registry.domain import EventOutcome, ResidentRecord
+from tests.card.helpers import AUTH_PIN, issue_card
 from tests.conftest import STRICT
 from tests.registry.conftest import (  # noqa: F401 (fixtures and helpers for the tests here)
     CHIYODA,
@@ -181,3 +188,86 @@ def self_request(person_id: int, **extra: Any) -> dict[str, Any]:
         "requester": {"kind": "self", "person_id": person_id},
         **extra,
     }
+
+
+def card_holder(national_db: Session, record: ResidentRecord, lg_code: str = CHIYODA) -> str:
+    """A My Number Card handed over to the resident of ``record``; returns the card number.
+
+    The national identity store gets the person as the replication would write them (a
+    current row and its history row), then the card goes through application,
+    production, setup and hand-over with the card service's own use cases.
+    """
+    now = utcnow()
+    identity = IdentityRecord(
+        resident_code=record.resident_code,
+        prefecture_code=lg_code[:2],
+        lg_code=lg_code,
+        status="live",
+        removal_reason=None,
+        resident_kind=record.resident_kind.value,
+        name=record.name,
+        name_kana=record.name_kana,
+        search_kana=(record.name_kana or "").replace("　", ""),
+        birth_date=record.birth_date,
+        sex=record.sex.value,
+        address_lg_code=lg_code,
+        address=record.address.line,
+        change_kind="move_in",
+        changed_on=record.became_resident_on,
+        updated_at=now,
+        source_lg_code=lg_code,
+        source_person_id=0,
+    )
+    national_db.add(identity)
+    national_db.flush()
+    national_db.add(
+        IdentityHistory(
+            identity_id=identity.id,
+            resident_code=identity.resident_code,
+            prefecture_code=identity.prefecture_code,
+            lg_code=identity.lg_code,
+            valid_from=record.became_resident_on,
+            valid_to=None,
+            recorded_at=now,
+            status=identity.status,
+            removal_reason=None,
+            resident_kind=identity.resident_kind,
+            name=identity.name,
+            name_kana=identity.name_kana,
+            search_kana=identity.search_kana,
+            birth_date=identity.birth_date,
+            sex=identity.sex,
+            address_lg_code=lg_code,
+            address=identity.address,
+            change_kind=identity.change_kind,
+            inbox_id=0,
+        )
+    )
+    national_db.commit()
+    card_number, _secret = issue_card(national_db, record.resident_code, lg_code=lg_code)
+    return card_number
+
+
+def card_login(client: TestClient, national_db: Session, card_number: str) -> dict[str, str]:
+    """What a kiosk does with the card: sign the challenge with the auth PIN, log in."""
+    challenge = client.post("/card/v1/login/challenge").json()
+    signature = card_service.sign_with_card(
+        national_db,
+        card_number=card_number,
+        kind=CertificateKind.AUTH,
+        pin=AUTH_PIN,
+        data=b64decode(challenge["to_sign"]),
+    )
+    certificate = card_service.read_certificate(
+        national_db, card_number=card_number, kind=CertificateKind.AUTH
+    )
+    r = client.post(
+        "/card/v1/login",
+        json={
+            "challenge_id": challenge["challenge_id"],
+            "certificate": b64encode(certificate).decode(),
+            "signature": b64encode(signature).decode(),
+        },
+    )
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}

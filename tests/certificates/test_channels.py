@@ -12,15 +12,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from jumin.accounts import service as accounts
-from jumin.accounts.domain import OrganisationKind
+from jumin.accounts.domain import OrganisationKind, Role
+from jumin.audit.domain import Actor, ActorKind
 from jumin.audit.models import AuditEntry
-from jumin.certificates import service
-from jumin.certificates.domain import KioskRefused
-from jumin.certificates.schemas import KioskIssueRequest, WideAreaIssueRequest
+from jumin.certificates import service, signing
+from jumin.certificates.domain import KioskRefused, OfficialTaskNotGranted
+from jumin.certificates.schemas import KioskIssueRequest, OfficialIssueRequest, WideAreaIssueRequest
 from jumin.core.errors import InvalidValue, NotFound, RuleViolation
+from tests import factories
 from tests.certificates.conftest import (
     Desk,
     Headers,
+    card_holder,
+    card_login,
     days_ago,
     pypdf_text,
     self_request,
@@ -49,6 +53,12 @@ def test_a_clerk_issues_at_the_window_over_http_and_the_ledger_records_it(
     number, sha = r.headers["x-issue-number"], r.headers["x-document-sha256"]
     assert r.headers["x-fee-yen"] == "300"
     assert f'filename="{number}.pdf"' in r.headers["content-disposition"]
+    # The chosen members and no one else: the child of the household is not on it.
+    text = squash(pypdf_text(r.content))
+    assert "山田太郎" in text
+    assert "山田花子" in text
+    assert "山田一郎" not in text
+    assert squash("世帯主山田　太郎") in text
 
     record = client.get(f"/certificates/issuances/{number}", headers=chiyoda).json()
     assert record["channel"] == "window"
@@ -57,6 +67,8 @@ def test_a_clerk_issues_at_the_window_over_http_and_the_ledger_records_it(
     assert record["person_ids"] == [head, wife]
     assert record["requester_kind"] == "agent"
     assert record["requester_name"] == "代理　太郎"
+    assert record["authority"] == "委任状 (本人署名・押印あり)"
+    assert record["as_of"] is None
     assert record["fee_yen"] == 300
     assert record["document_sha256"] == sha
     assert record["items"]
@@ -214,6 +226,45 @@ def test_kiosk_rules_household_form_only_no_move_out_no_deceased(desk: Desk) -> 
     assert _kiosk(desk, head).person_ids == (head,)
 
 
+def test_a_resident_logs_in_with_the_card_at_the_kiosk(
+    desk: Desk, client: TestClient, db: Session, national_db: Session, chiyoda: Headers
+) -> None:
+    head, wife, child = desk.family().person_ids
+    card_number = card_holder(national_db, desk.record(head))
+    resident = card_login(client, national_db, card_number)
+
+    body = {"lg_code": "131016", "whole_household": True, "include": ["head_and_relationship"]}
+    r = client.post("/certificates/kiosk/card", json=body, headers=resident)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-fee-yen"] == "200"
+    text = squash(pypdf_text(r.content))
+    assert all(name in text for name in ("山田太郎", "山田花子", "山田一郎"))
+    assert squash("世帯主山田　太郎") in text
+    record = service.get_issuance(
+        db, actor=desk.ctx.actor, lg_code="131016", number=r.headers["x-issue-number"]
+    )
+    assert record.channel.value == "kiosk"
+    assert record.issued_by == f"resident:person:{head}@131016"
+    assert list(record.person_ids) == [head, wife, child]
+    login = db.query(AuditEntry).filter_by(action="resident.login_succeeded").one()
+    assert login.target_id == str(head)
+    assert login.detail.startswith("method=card card=")
+    assert desk.record(head).resident_code not in login.detail
+
+    # The kiosk's rules hold whatever the login: household form only.
+    individual = client.post("/certificates/kiosk/card", json=body | {"form": "individual"}, headers=resident)
+    assert individual.status_code == 403
+    assert individual.json()["type"] == "urn:jumin:problem:kiosk-refused"
+    # A municipality whose register does not hold the card's resident refuses, audited.
+    elsewhere = client.post("/certificates/kiosk/card", json=body | {"lg_code": "011002"}, headers=resident)
+    assert elsewhere.status_code == 401
+    assert elsewhere.json()["field"] == "lg_code"
+    assert db.query(AuditEntry).filter_by(action="resident.login_failed", chain="011002").count() == 1
+    # Only a card session opens this route: no token, or a staff token, is a 401.
+    assert client.post("/certificates/kiosk/card", json=body).status_code == 401
+    assert client.post("/certificates/kiosk/card", json=body, headers=chiyoda).status_code == 401
+
+
 # ---------------------------------------------------------------------------
 # Wide-area (広域交付)
 
@@ -238,6 +289,10 @@ def test_another_municipality_issues_a_record_copy_audited_at_both_ends(
     assert r.headers["x-fee-yen"] == "300"
     text = squash(pypdf_text(r.content))
     assert "札幌市長札幌次郎" in text  # the issuing municipality certifies
+    signature = signing.check_signature(r.content)
+    assert signature.valid
+    assert signature.signer is not None
+    assert "OU=011002" in signature.signer  # ...and signs with its own key
     assert "東京都千代田区千代田一丁目1番1号" in text  # the home register's address
     assert all(name in text for name in ("山田太郎", "山田花子", "山田一郎"))
 
@@ -288,31 +343,107 @@ def _agency_token(client: TestClient, db: Session) -> Headers:
     return {"Authorization": f"Bearer {token.access_token}"}
 
 
-def test_an_agency_requests_officially_with_its_task_code_and_pays_nothing(
-    desk: Desk, client: TestClient, db: Session, chiyoda: Headers
+def test_an_agency_requests_officially_only_for_a_task_granted_to_it(
+    desk: Desk, client: TestClient, db: Session, chiyoda: Headers, sapporo: Headers
 ) -> None:
     head = desk.family().person_ids[0]
     agency = _agency_token(client, db)
+    code = desk.record(head).resident_code
     body = {
         "kind": "record_copy",
         "lg_code": "131016",
-        "resident_code": desk.record(head).resident_code,
+        "resident_code": code,
         "include": ["resident_code"],
-        "task_code": "nenkin-kyufu-01",
+        "task_code": "national-pension",
         "reason": "国民年金法第108条に基づく年金給付の事務",
     }
+    # Before the municipality accepts the agency for the task: refused, and the refusal kept.
+    refused = client.post("/certificates/official", json=body, headers=agency)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["type"] == "urn:jumin:problem:official-task-not-granted"
+    assert "国民年金・厚生年金保険の給付" in refused.json()["detail"]
+    kept = db.query(AuditEntry).filter_by(action="certificate.refused", chain="nenkin").one()
+    assert (kept.target_kind, kept.target_id, kept.outcome) == ("resident_code", code, "denied")
+
+    tasks = client.get("/certificates/official-tasks", headers=chiyoda).json()
+    pension = next(t for t in tasks if t["code"] == "national-pension")
+    assert "国民年金法第108条" in pension["basis"]
+    assert "honseki" not in pension["items"]
+    grant = {"agency_code": "nenkin", "task_code": "national-pension"}
+    granted = client.post("/certificates/official-grants", json=grant, headers=chiyoda)
+    assert granted.status_code == 201, granted.text
+    assert granted.json()["active"] is True
+    assert db.query(AuditEntry).filter_by(action="network.agency_task_granted", chain="131016").count() == 1
+    # Sapporo's supervisor grants for Sapporo's residents only.
+    assert client.get("/certificates/official-grants", headers=sapporo).json() == []
+
     r = client.post("/certificates/official", json=body, headers=agency)
     assert r.status_code == 200, r.text
     assert r.headers["x-fee-yen"] == "0"
-    assert desk.record(head).resident_code in squash(pypdf_text(r.content))
+    text = squash(pypdf_text(r.content))
+    assert squash(f"住民票コード{code}") in text
+    assert "千代田区長千代田一郎" in text  # the home municipality certifies
     record = client.get(f"/certificates/issuances/{r.headers['x-issue-number']}", headers=chiyoda).json()
     assert record["channel"] == "official"
     assert record["requester_kind"] == "official"
     assert record["requester_name"] == "日本年金機構"
-    assert record["task_code"] == "nenkin-kyufu-01"
+    assert record["task_code"] == "national-pension"
+    assert record["reason"] == "国民年金法第108条に基づく年金給付の事務"
     entry = db.query(AuditEntry).filter_by(action="certificate.issued", chain="nenkin").one()
-    assert entry.purpose == "nenkin-kyufu-01"
+    assert entry.purpose == "national-pension"
     assert db.query(AuditEntry).filter_by(action="certificate.record_provided", chain="131016").count() == 1
-    # A staff member cannot use the agency route, nor an agency the window.
+
+    # The task decides the items: no 本籍 for pension benefits.
+    no_honseki = client.post("/certificates/official", json=body | {"include": ["honseki"]}, headers=agency)
+    assert no_honseki.status_code == 403
+    assert "本籍・筆頭者" in no_honseki.json()["detail"]
+    unknown = client.post("/certificates/official", json=body | {"task_code": "curiosity"}, headers=agency)
+    assert unknown.status_code == 403
+    assert "登録されていません" in unknown.json()["detail"]
+
+    revoked = client.post("/certificates/official-grants/revoke", json=grant, headers=chiyoda)
+    assert revoked.status_code == 200
+    assert revoked.json()["active"] is False
+    assert client.post("/certificates/official", json=body, headers=agency).status_code == 403
+    assert db.query(AuditEntry).filter_by(action="certificate.refused", chain="nenkin").count() == 4
+
+    # A staff member cannot use the agency route, nor an agency the window; a clerk cannot grant.
     assert client.post("/certificates/official", json=body, headers=chiyoda).status_code == 403
     assert client.post("/certificates/window", json=self_request(head), headers=agency).status_code == 403
+    clerk = factories.auth(client, factories.staff(db, Role.CLERK, org="131016"))
+    assert client.post("/certificates/official-grants", json=grant, headers=clerk).status_code == 403
+    unknown_agency = client.post(
+        "/certificates/official-grants", json=grant | {"agency_code": "nobody"}, headers=chiyoda
+    )
+    assert unknown_agency.status_code == 404
+
+
+def test_an_official_task_limits_the_document_kinds(desk: Desk, db: Session) -> None:
+    head = desk.family().person_ids[0]
+    accounts.ensure_organisation(db, code="koseki", kind=OrganisationKind.AGENCY, name="法務局")
+    service.grant_official_task(desk.db, ctx=desk.ctx, agency_code="koseki", task_code="family-register")
+    agency = service.context(
+        actor=Actor(kind=ActorKind.AGENCY_CLIENT, actor_id="agc_koseki", organisation_code="koseki"),
+        lg_code="131016",
+        network=desk.network,
+    )
+
+    def official(**extra: object) -> service.IssuedCertificate:
+        request = OfficialIssueRequest.model_validate(
+            {
+                "kind": "record_copy",
+                "lg_code": "131016",
+                "resident_code": desk.record(head).resident_code,
+                "task_code": "family-register",
+                "reason": "戸籍の附票の記載のため",
+                **extra,
+            }
+        )
+        return service.issue_official(desk.db, ctx=agency, request=request)
+
+    issued = official(include=["honseki"])
+    assert squash("本籍東京都千代田区千代田1番") in squash(pypdf_text(issued.pdf))
+    with pytest.raises(OfficialTaskNotGranted, match="住民票記載事項証明書"):
+        official(kind="record_certificate")
+    with pytest.raises(OfficialTaskNotGranted, match="個人番号"):
+        official(include=["individual_number"])

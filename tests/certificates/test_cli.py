@@ -7,6 +7,7 @@ built once for the module and committed, as a deployment's would be.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from jumin.accounts.domain import OrganisationKind, Role
 from jumin.audit.domain import Actor, ActorKind
 from jumin.cli import app
 from jumin.config import get_settings
+from jumin.core.wareki import format_wareki
 from jumin.db import unit_of_work, upgrade
 from jumin.network_client import default_network_client
 from jumin.registry import service as registry
@@ -28,6 +30,7 @@ from tests.certificates.conftest import days_ago, member, pypdf_text, squash
 from tests.certificates.test_signature import _flip_inside_signed_range
 
 CLERK = "cert-cli-clerk"
+SUPERVISOR = "cert-cli-supervisor"
 OPERATOR = "cert-cli-operator"
 
 
@@ -57,6 +60,17 @@ def world() -> World:
             login=CLERK,
             display_name=CLERK,
             roles=[Role.CLERK],
+        )
+        accounts.create_staff(
+            session,
+            actor=None,
+            organisation_code="131016",
+            login=SUPERVISOR,
+            display_name=SUPERVISOR,
+            roles=[Role.SUPERVISOR],
+        )
+        accounts.ensure_organisation(
+            session, code="cert-cli-agency", kind=OrganisationKind.AGENCY, name="年金事務所"
         )
         accounts.create_staff(
             session,
@@ -165,3 +179,43 @@ def test_pin_is_set_for_the_kiosk(world: World) -> None:
     bad = runner.invoke(app, ["cert", "pin", str(world.head), "--clerk", CLERK, "--pin", "12ab"])
     assert bad.exit_code == 2
     assert "数字4桁" in bad.stderr
+
+
+def test_issue_as_of_a_date(world: World, tmp_path: Path) -> None:
+    out = tmp_path / "as-of.pdf"
+    day = dt.date.fromisoformat(days_ago(30))
+    base = [
+        "cert",
+        "issue",
+        "--clerk",
+        CLERK,
+        "--person",
+        str(world.head),
+        "--requester-person",
+        str(world.head),
+    ]
+    done = runner.invoke(app, [*base, "--as-of", format_wareki(day), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["as_of"] == day.isoformat()
+    assert squash(f"基準日{format_wareki(day)}現在") in squash(pypdf_text(out.read_bytes()))
+    future = runner.invoke(app, [*base, "--as-of", "2999-01-01", "--out", str(tmp_path / "f.pdf")])
+    assert future.exit_code == 2
+    assert "将来" in future.stderr
+
+
+def test_a_supervisor_grants_and_revokes_an_official_task(world: World) -> None:
+    tasks = runner.invoke(app, ["cert", "official-tasks"])
+    assert tasks.exit_code == 0
+    assert "national-pension" in {t["code"] for t in json.loads(tasks.stdout)}
+    grant = ["--agency", "cert-cli-agency", "--task", "national-pension"]
+    done = runner.invoke(app, ["cert", "grant-official", "--supervisor", SUPERVISOR, *grant])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["active"] is True
+    clerk = runner.invoke(app, ["cert", "grant-official", "--supervisor", CLERK, *grant])
+    assert clerk.exit_code == 2
+    assert "監督職員" in clerk.stderr
+    revoked = runner.invoke(app, ["cert", "revoke-official", "--supervisor", SUPERVISOR, *grant])
+    assert revoked.exit_code == 0, revoked.output
+    assert json.loads(revoked.stdout)["active"] is False
+    again = runner.invoke(app, ["cert", "revoke-official", "--supervisor", SUPERVISOR, *grant])
+    assert again.exit_code == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ from pypdf import PdfReader
 
 from jumin.certificates import fonts, service
 from jumin.certificates.domain import UnprintableCharacter
-from jumin.core.errors import InvalidValue, RuleViolation
+from jumin.certificates.pdf import SPECIMEN_NOTICE
+from jumin.certificates.schemas import WindowIssueRequest
+from jumin.core.errors import InvalidValue, NotFound, RuleViolation
 from jumin.core.wareki import format_wareki
 from jumin.registry.domain import ResidentRecord
 from tests.certificates.conftest import (
@@ -26,6 +29,7 @@ from tests.certificates.conftest import (
     member,
     pdftotext,
     pypdf_text,
+    require_program,
     self_request,
     squash,
     today,
@@ -286,6 +290,11 @@ def test_without_a_font_for_it_issuance_refuses_and_names_the_character(
         desk.window(self_request(person))
     assert refused.value.type_uri == "urn:jumin:problem:unprintable-character"
     assert "「\U00020bb7」(U+20BB7)" in refused.value.detail
+    # The preview says so before the clerk tries to issue.
+    with pytest.raises(UnprintableCharacter):
+        service.preview_at_window(
+            desk.db, ctx=desk.ctx, request=WindowIssueRequest.model_validate(self_request(person))
+        )
     total, _ = service.list_issuances(desk.db, actor=desk.ctx.actor, lg_code=desk.lg_code)
     assert total == 0
 
@@ -339,3 +348,178 @@ def test_a_large_household_spans_pages_numbered_x_of_y(desk: Desk) -> None:
     everything = "".join(pages)
     for i in range(7):
         assert f"大家{i}郎" in everything
+
+
+def _red_pixels(png: Path) -> int:
+    from PIL import Image
+
+    with Image.open(png) as image:
+        data = image.convert("RGB").tobytes()
+    return sum(1 for i in range(0, len(data), 3) if data[i] > 150 and data[i + 1] < 90 and data[i + 2] < 90)
+
+
+def test_every_page_is_a4_and_only_the_last_carries_the_seal(desk: Desk, tmp_path: Path) -> None:
+    members = [member("大家", f"{i}郎", ("オオヤ", "タロウ"), relationship="子") for i in range(7)]
+    members[0]["relationship"] = "世帯主"
+    moved = desk.event(
+        "move-in-from-abroad",
+        {
+            "effective_on": days_ago(5),
+            "address": {"line": "千代田三丁目3番"},
+            "previous_address": "カナダ",
+            "members": members,
+        },
+    )
+    issued = desk.window(
+        {
+            "kind": "record_copy",
+            "household_id": moved.household_ids[0],
+            "include": ALL_OPTIONAL,
+            "requester": {"kind": "self", "person_id": moved.person_ids[0]},
+        }
+    )
+    pages = PdfReader(io.BytesIO(issued.pdf)).pages
+    assert len(pages) >= 2
+    for page in pages:
+        # A4 is 210 × 297 mm: 595.28 × 841.89 points.
+        assert (round(float(page.mediabox.width), 1), round(float(page.mediabox.height), 1)) == (595.3, 841.9)
+    pdftoppm = require_program("pdftoppm")
+    source = tmp_path / "c.pdf"
+    source.write_bytes(issued.pdf)
+    subprocess.run([pdftoppm, "-r", "40", "-png", str(source), str(tmp_path / "p")], check=True)
+    renders = sorted(tmp_path.glob("p-*.png"))
+    red = [_red_pixels(p) for p in renders]
+    assert len(red) == len(pages)
+    assert red[-1] > 200, red  # the seal: a red square of about 21 mm
+    assert all(n == 0 for n in red[:-1]), red
+    # The seal is a drawing, not text: its characters do not extract as words.
+    assert "千代田区長之印" not in squash(pypdf_text(issued.pdf))
+
+
+def test_each_value_is_printed_beside_its_label(desk: Desk) -> None:
+    person = desk.one(
+        "佐藤",
+        "花子",
+        ("サトウ", "ハナコ"),
+        sex="female",
+        birth="1975-03-03",
+        old_surname="鈴木",
+        old_surname_kana="スズキ",
+    )
+    r = desk.record(person)
+    assert r.old_surname == "鈴木"
+    text = squash(pypdf_text(desk.window(self_request(person, include=ALL_OPTIONAL)).pdf))
+    for label, value in (
+        ("氏名", r.name),
+        ("フリガナ", r.name_kana or "(none)"),
+        ("旧氏", "鈴木"),
+        ("旧氏の振り仮名", "スズキ"),
+        ("生年月日", format_wareki(r.birth_date)),
+        ("性別", "女"),
+        ("続柄", r.relationship),
+        ("住民となった年月日", format_wareki(r.became_resident_on)),
+        ("住所を定めた年月日", format_wareki(r.address_set_on)),
+        ("届出年月日", format_wareki(r.notified_on)),
+        ("前住所", r.previous_address or "(none)"),
+        ("本籍", r.honseki or "(none)"),
+        ("筆頭者", r.hittousha or "(none)"),
+        ("住民票コード", r.resident_code),
+        ("個人番号", r.individual_number or "(none)"),
+    ):
+        assert squash(label + value) in text, (label, value)
+    assert format_wareki(r.birth_date) == "昭和50年3月3日"
+
+
+def test_as_of_a_date_prints_the_register_of_that_date(desk: Desk) -> None:
+    people = desk.family(moved=60).person_ids
+    head = people[0]
+    desk.event(
+        "move-within",
+        {
+            "effective_on": days_ago(10),
+            "persons": [{"person_id": p, "version": desk.version(p)} for p in people],
+            "address": {"line": "九段南一丁目2番3号"},
+        },
+    )
+    before = dt.date.fromisoformat(days_ago(20))
+    issued = desk.window(self_request(head, include=["history"], as_of=before.isoformat()))
+    assert issued.as_of == before
+    text = squash(pypdf_text(issued.pdf))
+    assert squash(f"基準日{format_wareki(before)}現在") in text
+    assert squash("住所東京都千代田区千代田一丁目1番1号 千代田ハイツ101") in text
+    assert "九段南" not in text  # neither the new address nor the later move in the history
+    assert "転居" not in text
+    assert squash(f"{format_wareki(dt.date.fromisoformat(days_ago(60)))}　国外転入") in text
+    view = service.get_issuance(desk.db, actor=desk.ctx.actor, lg_code="131016", number=issued.issue_number)
+    assert view.as_of == before
+
+    # Without a 基準日: today's register, and no 基準日 row.
+    now = squash(pypdf_text(desk.window(self_request(head, include=["history"])).pdf))
+    assert "基準日" not in now
+    assert "東京都千代田区九段南一丁目2番3号" in now
+    assert "転居" in now
+
+    # The 和暦 is accepted too; the future and a date before the person lived here are not.
+    wareki = desk.window(self_request(head, as_of=format_wareki(before)))
+    assert wareki.as_of == before
+    with pytest.raises(InvalidValue) as future:
+        desk.window(self_request(head, as_of=(today() + dt.timedelta(days=1)).isoformat()))
+    assert future.value.field == "as_of"
+    with pytest.raises(NotFound):
+        desk.window(self_request(head, as_of=days_ago(90)))
+
+
+def test_as_of_a_date_with_a_planned_move_out_prints_it_once_its_date_has_come(desk: Desk) -> None:
+    people = desk.family().person_ids
+    planned = today() + dt.timedelta(days=10)
+    desk.event(
+        "move-out",
+        {
+            "effective_on": planned.isoformat(),
+            "persons": [{"person_id": p, "version": desk.version(p)} for p in people],
+            "destination": "北海道札幌市中央区北1条西2丁目",
+            "destination_lg_code": "011002",
+        },
+    )
+    # Issued after the move, certifying the register of the day the move-out was filed:
+    # the record was live then, with its planned move-out, whose date has now come.
+    later = desk.at(dt.datetime.combine(planned + dt.timedelta(days=1), dt.time(3), tzinfo=dt.UTC))
+    issued = later.window(self_request(people[0], as_of=today().isoformat()))
+    text = squash(pypdf_text(issued.pdf))
+    assert squash(f"転出予定{format_wareki(planned)}　転出先 北海道札幌市中央区北1条西2丁目") in text
+    assert "消除" not in text
+    # A household-member's request for the same date: the 除票 kind is refused, it was live then.
+    with pytest.raises(RuleViolation, match="消除されていません"):
+        later.window(self_request(people[0], kind="removed_record_copy", as_of=today().isoformat()))
+
+
+def test_the_preview_pdf_is_marked_and_cannot_pass_for_a_certificate(desk: Desk, tmp_path: Path) -> None:
+    family = desk.family()
+    body = {
+        "kind": "record_copy",
+        "household_id": family.household_ids[0],
+        "include": ["head_and_relationship", "history"],
+        "requester": {"kind": "self", "person_id": family.person_ids[0]},
+    }
+    preview = service.preview_at_window(
+        desk.db, ctx=desk.ctx, request=WindowIssueRequest.model_validate(body)
+    )
+    specimen = service.preview_pdf(preview)
+    text = squash(pypdf_text(specimen))
+    assert "見本" in text
+    assert squash(SPECIMEN_NOTICE) in text
+    assert all(name in text for name in ("山田太郎", "山田花子", "山田一郎"))
+    assert "検証コード" not in text
+    assert not service.verify_document(desk.db, pdf=specimen).authentic
+
+    pdftoppm, zbarimg = require_program("pdftoppm"), require_program("zbarimg")
+    source = tmp_path / "preview.pdf"
+    source.write_bytes(specimen)
+    subprocess.run([pdftoppm, "-r", "100", "-png", str(source), str(tmp_path / "p")], check=True)
+    renders = sorted(tmp_path.glob("p-*.png"))
+    assert all(_red_pixels(p) == 0 for p in renders)  # no seal
+    for page in renders:
+        assert subprocess.run([zbarimg, "-q", str(page)], capture_output=True).returncode != 0  # no QR
+    # Page for page what issuing prints.
+    issued = desk.window(body)
+    assert len(renders) == issued.page_count

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from jumin.certificates import service
-from jumin.certificates.domain import Channel, DocumentKind
+from jumin.certificates.domain import Channel, DocumentKind, Item
 from jumin.certificates.schemas import KioskIssueRequest, WideAreaIssueRequest
 from jumin.certificates.settings import OVERRIDE_NAME, load_settings
 from jumin.config import get_settings
@@ -85,3 +85,26 @@ def test_every_issuance_counts_in_the_statistics(
     # The ledger shows what Chiyoda issued and what was issued about its residents elsewhere.
     assert listed["total"] == 4
     assert {i["channel"] for i in listed["results"]} == {"window", "kiosk", "wide_area"}
+
+
+def test_official_tasks_come_from_the_settings_and_are_checked(override: Path) -> None:
+    pension = load_settings().official_task("national-pension")
+    assert pension is not None
+    assert DocumentKind.RECORD_COPY in pension.kinds
+    assert Item.HONSEKI not in pension.items
+    assert load_settings().official_task("curiosity") is None
+    override.write_text(
+        '[official_tasks.school]\ntitle = "就学事務"\nbasis = "学校教育法施行令第1条"\n'
+        'kinds = ["record_certificate"]\nitems = []\n',
+        encoding="utf-8",
+    )
+    school = load_settings().official_task("school")
+    assert school is not None
+    assert school.kinds == {DocumentKind.RECORD_CERTIFICATE}
+    assert "school" in {t.code for t in load_settings().official_tasks()}
+    override.write_text(
+        '[official_tasks.bad]\ntitle = "x"\nbasis = "x"\nkinds = ["record_copy"]\nitems = ["birth_date"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError, match="only optional items"):
+        load_settings().official_task("bad")

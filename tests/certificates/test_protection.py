@@ -83,6 +83,7 @@ def test_a_supervisor_registers_an_order_that_stops_the_named_party_at_the_windo
 
     listed = client.get("/certificates/protection-orders", params={"person_id": wife}, headers=chiyoda).json()
     assert [o["order_id"] for o in listed] == [order["order_id"]]
+    assert db.query(AuditEntry).filter_by(action="protection_order.viewed").count() == 1
     ended = client.post(f"/certificates/protection-orders/{order['order_id']}/end", headers=chiyoda)
     assert ended.status_code == 200
     assert ended.json()["active"] is False
@@ -150,6 +151,7 @@ def test_the_kiosk_refuses_protected_persons_and_wide_area_and_official_respect_
         service.issue_wide_area(sapporo_desk.db, ctx=sapporo_desk.ctx, request=wide)
 
     accounts.ensure_organisation(db, code="tantei", kind=OrganisationKind.AGENCY, name="調査会社")
+    service.grant_official_task(desk.db, ctx=desk.ctx, agency_code="tantei", task_code="local-tax")
     agency = service.context(
         actor=Actor(kind=ActorKind.AGENCY_CLIENT, actor_id="agc_x", organisation_code="tantei"),
         lg_code="131016",
@@ -160,12 +162,15 @@ def test_the_kiosk_refuses_protected_persons_and_wide_area_and_official_respect_
             "kind": "record_copy",
             "lg_code": "131016",
             "resident_code": desk.record(child).resident_code,
-            "task_code": "x",
-            "reason": "調査",
+            "task_code": "local-tax",
+            "reason": "地方税法第20条の11による調査",
         }
     )
     with pytest.raises(ProtectedRecord):
         service.issue_official(desk.db, ctx=agency, request=official)
+    refusals = db.query(AuditEntry).filter_by(action="certificate.refused").all()
+    assert [e.chain for e in refusals] == ["131016", "011002", "tantei"]
+    assert all(e.outcome == "denied" for e in refusals)
 
 
 def test_an_order_past_its_end_date_no_longer_blocks(desk: Desk) -> None:

@@ -63,6 +63,8 @@ def test_pyhanko_finds_the_signature_intact_and_trusted(desk: Desk) -> None:
     assert ca is not None
     (root,) = load_certs_from_pemder_data(ca.public_bytes(serialization.Encoding.PEM))
     (embedded,) = PdfFileReader(io.BytesIO(issued.pdf)).embedded_signatures
+    # PAdES: a CAdES detached signature (ETSI EN 319 142), not the older PKCS#7 one.
+    assert embedded.sig_object["/SubFilter"] == "/ETSI.CAdES.detached"
     status = validate_pdf_signature(embedded, ValidationContext(trust_roots=[root]))
     assert status.intact
     assert status.valid

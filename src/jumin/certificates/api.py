@@ -25,14 +25,25 @@ from jumin.api_support import (
     problem_body,
     require,
 )
+from jumin.card.access import ResidentDep
 from jumin.certificates import service
-from jumin.certificates.domain import Channel, ProtectionOrderView, TooManyRequests, UnknownCertificate
+from jumin.certificates.domain import (
+    CardCredentials,
+    Channel,
+    ProtectionOrderView,
+    TooManyRequests,
+    UnknownCertificate,
+)
 from jumin.certificates.ratelimit import TokenBucketLimiter
 from jumin.certificates.schemas import (
     IssuanceListResponse,
     IssuanceResponse,
+    KioskCardIssueRequest,
     KioskIssueRequest,
+    OfficialGrantRequest,
+    OfficialGrantResponse,
     OfficialIssueRequest,
+    OfficialTaskResponse,
     PinRequest,
     PinResponse,
     PreviewResponse,
@@ -200,6 +211,31 @@ def issue_at_kiosk(body: KioskIssueRequest, request: Request, session: SessionDe
 
 
 @router.post(
+    "/kiosk/card",
+    summary="コンビニ交付・キオスク端末: マイナンバーカードでログインした住民に発行する (PDF)",
+    description=(
+        "キオスク端末がカードの利用者証明用電子証明書でログインし (POST /card/v1/login)、"
+        "得たアクセストークンを Authorization: Bearer で渡す。住所地の団体コードと証明書の種類を指定する。"
+    ),
+    response_class=Response,
+    responses=_PDF,
+)
+def issue_at_kiosk_with_card(
+    body: KioskCardIssueRequest, request: Request, resident: ResidentDep, session: SessionDep
+) -> Response:
+    card = CardCredentials(
+        resident_code=resident.resident_code,
+        card_id=resident.card_id,
+        certificate_serial=resident.certificate_serial,
+    )
+    return _pdf(
+        service.issue_at_kiosk_with_card(
+            session, network=request.app.state.network_client, request=body, card=card
+        )
+    )
+
+
+@router.post(
     "/kiosk/pins", status_code=201, summary="コンビニ交付用の暗証番号を設定・再設定する (ロック解除)"
 )
 def set_pin(body: PinRequest, request: Request, principal: Clerk, session: SessionDep) -> PinResponse:
@@ -262,6 +298,68 @@ def end_protection_order(
 
 
 # ---------------------------------------------------------------------------
+# Official-request tasks and the agencies granted them
+
+
+def _grant_response(view: service.OfficialGrantView) -> OfficialGrantResponse:
+    return OfficialGrantResponse(
+        lg_code=view.lg_code,
+        agency_code=view.agency_code,
+        task_code=view.task_code,
+        task_title=view.task_title,
+        granted_at=view.granted_at,
+        granted_by=view.granted_by,
+        revoked_at=view.revoked_at,
+        active=view.active,
+    )
+
+
+@router.get("/official-tasks", summary="公用請求を受け付ける事務の一覧 (根拠法令・請求できる証明書と項目)")
+def official_tasks(principal: Reader) -> list[OfficialTaskResponse]:
+    return [
+        OfficialTaskResponse(
+            code=t.code,
+            title=t.title,
+            basis=t.basis,
+            kinds=sorted(t.kinds),
+            items=sorted(t.items),
+        )
+        for t in service.official_tasks()
+    ]
+
+
+@router.get("/official-grants", summary="公用請求を受け付ける機関と事務の登録一覧 (監督職員)")
+def official_grants(
+    request: Request,
+    principal: Supervisor,
+    session: SessionDep,
+    agency_code: Annotated[str | None, Query(max_length=32)] = None,
+) -> list[OfficialGrantResponse]:
+    ctx = _context(request, principal)
+    return [_grant_response(v) for v in service.official_grants(session, ctx=ctx, agency_code=agency_code)]
+
+
+@router.post("/official-grants", status_code=201, summary="機関に事務の公用請求を認める (監督職員)")
+def grant_official_task(
+    body: OfficialGrantRequest, request: Request, principal: Supervisor, session: SessionDep
+) -> OfficialGrantResponse:
+    ctx = _context(request, principal)
+    return _grant_response(
+        service.grant_official_task(session, ctx=ctx, agency_code=body.agency_code, task_code=body.task_code)
+    )
+
+
+@router.post("/official-grants/revoke", summary="機関の事務の公用請求の登録を取り消す (監督職員)")
+def revoke_official_task(
+    body: OfficialGrantRequest, request: Request, principal: Supervisor, session: SessionDep
+) -> OfficialGrantResponse:
+    ctx = _context(request, principal)
+    return _grant_response(
+        service.revoke_official_task(session, ctx=ctx, agency_code=body.agency_code, task_code=body.task_code)
+    )
+
+
+# ---------------------------------------------------------------------------
 # The ledger
 
 
@@ -278,6 +376,7 @@ def _issuance_response(v: service.IssuanceView) -> IssuanceResponse:
         person_ids=list(v.person_ids),
         requester_kind=v.requester_kind,
         requester_name=v.requester_name,
+        authority=v.authority,
         reason=v.reason,
         task_code=v.task_code,
         issued_by=v.issued_by,
@@ -285,6 +384,7 @@ def _issuance_response(v: service.IssuanceView) -> IssuanceResponse:
         page_count=v.page_count,
         issue_date=v.issue_date,
         issued_at=v.issued_at,
+        as_of=v.as_of,
         document_sha256=v.document_sha256,
     )
 

@@ -11,9 +11,14 @@ implementation taking its own kind of credentials:
   HMAC of (person, PIN) under a key in the key directory, so a database dump alone
   cannot be searched for PINs, and a hash copied onto another person's row does not
   match; the argon2 cost is therefore kept light (it would buy nothing here).
-- the card (later, card/): a challenge signed with the card's 利用者証明用電子証明書,
-  checked against JPKI. It will implement the same protocol with its own credentials
-  type, and the kiosk use case will not change.
+- ``CardAuthenticator``: the My Number Card. The kiosk has the card sign a challenge
+  with its 利用者証明用電子証明書 (the 4-digit PIN unlocks the chip) and logs in at the
+  national card service (``POST /card/v1/login``), which checks the signature, the
+  certificate's chain to the JPKI CA and its status by OCSP. The kiosk route accepts
+  only such a session (the card's ``RESIDENT`` access rule) and hands over who the card
+  says the resident is; this authenticator then finds that resident in the register of
+  the municipality the kiosk asks for. The PIN's retry counter lives on the chip, so
+  there is nothing to lock here.
 
 Every attempt, failed or not, is audited; a failure says nothing about whether the
 resident code exists.
@@ -37,6 +42,7 @@ from jumin.certificates.domain import (
     GENERIC_RESIDENT_FAILURE,
     MAX_PIN_ATTEMPTS,
     AuthenticatedResident,
+    CardCredentials,
     PinCredentials,
     ResidentAuthenticationFailed,
     ResidentLocked,
@@ -94,6 +100,59 @@ def resident_actor(lg_code: str, person_id: int) -> Actor:
     return Actor(kind=ActorKind.RESIDENT, actor_id=f"person:{person_id}", organisation_code=lg_code)
 
 
+def _find_resident(
+    session: Session, network: NetworkClient, lg_code: str, resident_code: str, purpose: str
+) -> int | None:
+    ctx = registry.RegistryContext(actor=kiosk_actor(lg_code), lg_code=lg_code, network=network)
+    # Removed records too: a deceased or moved-out resident is refused by the kiosk
+    # rules with the reason, not by a puzzling login failure.
+    found = registry.search(
+        session, ctx=ctx, resident_code=resident_code, include_removed=True, limit=5, purpose=purpose
+    )
+    live = [v for v in found.results if v.record.status.value == "live"]
+    chosen = live or found.results
+    return chosen[-1].person_id if chosen else None
+
+
+class CardAuthenticator:
+    """The resident of a verified card login, found in the kiosk's municipality."""
+
+    def __init__(self, network: NetworkClient) -> None:
+        self.network = network
+
+    def authenticate(
+        self, session: Session, *, lg_code: str, credentials: CardCredentials
+    ) -> AuthenticatedResident:
+        person_id = _find_resident(
+            session, self.network, lg_code, credentials.resident_code, "コンビニ交付の本人確認 (カード)"
+        )
+        card = f"method=card card={credentials.card_id} certificate={credentials.certificate_serial}"
+        if person_id is None:
+            audit.record(
+                session,
+                actor=kiosk_actor(lg_code),
+                action=AuditAction.RESIDENT_LOGIN_FAILED,
+                target_kind="person",
+                target_id="unknown",
+                outcome=Outcome.FAILURE,
+                detail=f"{card} not a resident here",
+            )
+            raise ResidentAuthenticationFailed(
+                "このカードの方は、選択された市区町村の住民基本台帳に記録されていません。"
+                "住所地の市区町村を選び直してください。",
+                field="lg_code",
+            )
+        audit.record(
+            session,
+            actor=resident_actor(lg_code, person_id),
+            action=AuditAction.RESIDENT_LOGIN_SUCCEEDED,
+            target_kind="person",
+            target_id=str(person_id),
+            detail=card,
+        )
+        return AuthenticatedResident(person_id=person_id, lg_code=lg_code, method="card")
+
+
 class PinAuthenticator:
     """Resident code + the PIN set at the window; locks after three wrong PINs."""
 
@@ -102,20 +161,7 @@ class PinAuthenticator:
         self.now = now
 
     def _person_id(self, session: Session, lg_code: str, resident_code: str) -> int | None:
-        ctx = registry.RegistryContext(actor=kiosk_actor(lg_code), lg_code=lg_code, network=self.network)
-        # Removed records too: a deceased or moved-out resident is refused by the kiosk
-        # rules with the reason, not by a puzzling login failure.
-        found = registry.search(
-            session,
-            ctx=ctx,
-            resident_code=resident_code,
-            include_removed=True,
-            limit=5,
-            purpose="コンビニ交付の本人確認",
-        )
-        live = [v for v in found.results if v.record.status.value == "live"]
-        chosen = live or found.results
-        return chosen[-1].person_id if chosen else None
+        return _find_resident(session, self.network, lg_code, resident_code, "コンビニ交付の本人確認")
 
     def _fail(self, session: Session, lg_code: str, target: str, detail: str) -> ResidentAuthenticationFailed:
         audit.record(

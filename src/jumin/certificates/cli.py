@@ -1,4 +1,5 @@
-"""`jumin cert`: issue a certificate at the window, verify a PDF, export the CA, set a PIN.
+"""`jumin cert`: issue a certificate at the window, verify a PDF, export the CA, set a PIN,
+grant agencies the tasks they may make official requests (公用請求) for.
 
 Same shape as the API: ``issue`` builds the API's request model from its options and
 calls the same use case, acting as the staff account named by ``--clerk`` (its
@@ -31,15 +32,14 @@ app = typer.Typer(help="証明書: 窓口交付・真正性の確認・文書署
 _CLERKS = frozenset({Role.CLERK, Role.SUPERVISOR})
 
 
-def _acting(session: Session, login: str, command: str) -> Principal:
-    """The named account, refused (and audited) unless the API's window route would let it in."""
+def _acting(session: Session, login: str, command: str, roles: frozenset[Role] = _CLERKS) -> Principal:
+    """The named account, refused (and audited) unless the matching API route would let it in."""
     principal = accounts.principal_for_login(session, login=login)
     target = f"cli cert {command}"
-    if not principal.has_any(_CLERKS):
+    if not principal.has_any(roles):
         accounts.deny(session, principal=principal, target=target, reason="missing role")
-        raise AccessDenied(
-            f"{login} には証明書を交付する権限がありません (窓口職員・監督職員)。", field="clerk"
-        )
+        who = "窓口職員・監督職員" if roles == _CLERKS else "監督職員"
+        raise AccessDenied(f"{login} にはこの操作の権限がありません ({who})。", field="clerk")
     if principal.organisation_kind is not OrganisationKind.MUNICIPALITY:
         accounts.deny(session, principal=principal, target=target, reason="organisation kind")
         raise AccessDenied(f"{login} は市区町村の職員ではないため、証明書を交付できません。", field="clerk")
@@ -75,24 +75,31 @@ def issue(
         str | None, typer.Option("--authority", help="代理権を証する書類 (委任状等)")
     ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="請求の事由 (第三者は必須)")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="基準日 (この日の記載を証明する。2025-04-01 または 令和7年4月1日)"),
+    ] = None,
 ) -> None:
     """窓口で証明書を発行し、署名付きPDFを --out に保存する。"""
     try:
-        body = WindowIssueRequest(
-            kind=kind,
-            form=form,
-            person_ids=person or None,
-            household_id=household,
-            include=include or [],
-            omit=omit or [],
-            requester=RequesterInput(
-                kind=requester,
-                person_id=requester_person,
-                name=requester_name,
-                resident_code=requester_code,
-                authority=authority,
-                reason=reason,
-            ),
+        body = WindowIssueRequest.model_validate(
+            {
+                "kind": kind,
+                "form": form,
+                "person_ids": person or None,
+                "household_id": household,
+                "include": include or [],
+                "omit": omit or [],
+                "as_of": as_of,
+                "requester": RequesterInput(
+                    kind=requester,
+                    person_id=requester_person,
+                    name=requester_name,
+                    resident_code=requester_code,
+                    authority=authority,
+                    reason=reason,
+                ),
+            }
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '入力'}: {e['msg']}" for e in exc.errors())
@@ -115,6 +122,7 @@ def issue(
             "fee_yen": issued.fee_yen,
             "sha256": issued.sha256,
             "person_ids": list(issued.person_ids),
+            "as_of": issued.as_of.isoformat() if issued.as_of else None,
             "out": str(out),
         }
     )
@@ -182,3 +190,65 @@ def pin(
         )
         at = service.set_pin(session, ctx=ctx, person_id=person_id, pin=secret)
     print_json({"person_id": person_id, "set_at": at.isoformat()})
+
+
+SupervisorOption = Annotated[str, typer.Option("--supervisor", help="登録する監督職員のログイン名")]
+AgencyOption = Annotated[str, typer.Option("--agency", help="機関 (団体) のコード")]
+TaskOption = Annotated[str, typer.Option("--task", help="公用請求の事務のコード (jumin cert official-tasks)")]
+
+
+@app.command("official-tasks")
+def official_tasks() -> None:
+    """公用請求を受け付ける事務の一覧 (コード・根拠法令・請求できる証明書と項目)。"""
+    print_json(
+        [
+            {
+                "code": t.code,
+                "title": t.title,
+                "basis": t.basis,
+                "kinds": sorted(k.value for k in t.kinds),
+                "items": sorted(i.value for i in t.items),
+            }
+            for t in service.official_tasks()
+        ]
+    )
+
+
+def _grant_json(view: service.OfficialGrantView) -> dict[str, object]:
+    return {
+        "lg_code": view.lg_code,
+        "agency_code": view.agency_code,
+        "task_code": view.task_code,
+        "task_title": view.task_title,
+        "active": view.active,
+        "granted_at": view.granted_at.isoformat(),
+        "granted_by": view.granted_by,
+    }
+
+
+@app.command("grant-official")
+def grant_official(supervisor: SupervisorOption, agency: AgencyOption, task: TaskOption) -> None:
+    """機関にこの事務の公用請求 (POST /certificates/official) を認める。自団体の住民についてのみ有効。"""
+    with command_unit() as session:
+        principal = _acting(session, supervisor, "grant-official", frozenset({Role.SUPERVISOR}))
+        ctx = service.context(
+            actor=accounts.actor_of(principal),
+            lg_code=principal.organisation_code,
+            network=default_network_client(),
+        )
+        view = service.grant_official_task(session, ctx=ctx, agency_code=agency, task_code=task)
+    print_json(_grant_json(view))
+
+
+@app.command("revoke-official")
+def revoke_official(supervisor: SupervisorOption, agency: AgencyOption, task: TaskOption) -> None:
+    """機関のこの事務の公用請求の登録を取り消す (記録は残る)。"""
+    with command_unit() as session:
+        principal = _acting(session, supervisor, "revoke-official", frozenset({Role.SUPERVISOR}))
+        ctx = service.context(
+            actor=accounts.actor_of(principal),
+            lg_code=principal.organisation_code,
+            network=default_network_client(),
+        )
+        view = service.revoke_official_task(session, ctx=ctx, agency_code=agency, task_code=task)
+    print_json(_grant_json(view))

@@ -440,14 +440,69 @@ class UnprintableCharacter(RuleViolation):
 
 @dataclass(frozen=True, slots=True)
 class PinCredentials:
-    """What a resident types at a kiosk until the card's challenge-response replaces it."""
+    """What a resident without a card types at a kiosk: the resident code and a PIN."""
 
     resident_code: str
     pin: str
 
 
 @dataclass(frozen=True, slots=True)
+class CardCredentials:
+    """A card login the national card service has verified (``POST /card/v1/login``).
+
+    The card's 利用者証明用電子証明書 signed a fresh challenge with the PIN on the chip and
+    was checked against JPKI (chain and OCSP) before the session behind this was opened;
+    what reaches the kiosk is who the card says the resident is.
+    """
+
+    resident_code: str
+    card_id: int
+    certificate_serial: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuthenticatedResident:
     person_id: int
     lg_code: str
-    method: str  # "pin" now; "card" when the card issue lands
+    method: str  # "pin" or "card"
+
+
+# ---------------------------------------------------------------------------
+# Official requests (公用請求, 住民基本台帳法 第12条の2)
+
+
+@dataclass(frozen=True, slots=True)
+class OfficialTask:
+    """A task for which the municipality accepts an agency's 公用請求 through the API.
+
+    法第12条の2 lets a public body ask for the 写し "for a task laid down by law"; which
+    tasks, which documents and which optional items each may have is configuration
+    (``[official_tasks.*]`` in the certificate settings), and a supervisor grants each
+    agency the tasks it performs (``grant_official_task``).
+    """
+
+    code: str
+    title: str
+    basis: str  # 根拠法令
+    kinds: frozenset[DocumentKind]
+    items: frozenset[Item]  # optional items the task may ask for (of ``optional_items()``)
+
+    def check(self, kind: DocumentKind, include: Sequence[Item]) -> None:
+        """Refuse a document kind or an item the task does not need."""
+        if kind not in self.kinds:
+            raise OfficialTaskNotGranted(
+                f"事務「{self.title}」({self.code}) では{kind.label}は請求できません。", field="kind"
+            )
+        for item in include:
+            if item in _OPTIONAL and item not in self.items:
+                raise OfficialTaskNotGranted(
+                    f"事務「{self.title}」({self.code}) では「{ITEM_LABELS[item]}」の記載は請求できません。",
+                    field="include",
+                )
+
+
+class OfficialTaskNotGranted(AccessDenied):
+    """An agency asked outside its granted tasks: refused, and the refusal is kept."""
+
+    type_slug = "official-task-not-granted"
+    title = "この事務による公用請求は認められていません"

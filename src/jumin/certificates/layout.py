@@ -114,6 +114,7 @@ class CertificateContent:
     header: tuple[Row, ...]
     sections: tuple[Section, ...]
     notes: tuple[str, ...] = field(default=())
+    as_of: dt.date | None = None
 
     @property
     def title(self) -> str:
@@ -220,6 +221,7 @@ def person_section(
     issue_date: dt.date,
     places: Mapping[str, str],
     header_address: str | None,
+    as_of: dt.date | None = None,
 ) -> Section:
     r = person.record
     rows: list[Row] = [Row("氏名", r.name)]
@@ -269,7 +271,8 @@ def person_section(
     if Item.REMOVAL in items and removal:
         rows.append(Row("消除", removal))
     if Item.HISTORY in items:
-        entries = [e for e in person.history if e.effective_on <= issue_date]
+        # Only what had happened by the 基準日: a later event is not yet in that register.
+        entries = [e for e in person.history if e.effective_on <= (as_of or issue_date)]
         for i, entry in enumerate(entries):
             rows.append(Row("異動履歴" if i == 0 else "", entry.text()))
         if not entries:
@@ -294,17 +297,29 @@ def build_content(
     verification_url: str,
     issuer: Issuer,
     places: Mapping[str, str],
+    as_of: dt.date | None = None,
 ) -> CertificateContent:
-    """The rows of one certificate: a header (address, head) and a section per person."""
+    """The rows of one certificate: a header (基準日, address, head) and a section per person.
+
+    ``as_of``: the records are the register's on that date, and the certificate says so
+    in a 基準日 row; None means the register on the issue date, with no such row.
+    """
     first = persons[0].record
     header_address = address_text(first, places)
     label = "最終住所" if kind.for_removed else "住所"
-    header = [Row(label, header_address)]
+    header = [Row("基準日", f"{japanese_date(as_of)}現在")] if as_of is not None else []
+    header.append(Row(label, header_address))
     if Item.HEAD_AND_RELATIONSHIP in items and head_name:
         header.append(Row("世帯主", head_name))
     sections = tuple(
         person_section(
-            p, index=i, items=items, issue_date=issue_date, places=places, header_address=header_address
+            p,
+            index=i,
+            items=items,
+            issue_date=issue_date,
+            places=places,
+            header_address=header_address,
+            as_of=as_of,
         )
         for i, p in enumerate(persons, start=1)
     )
@@ -320,4 +335,5 @@ def build_content(
         header=tuple(header),
         sections=sections,
         notes=notes,
+        as_of=as_of,
     )

@@ -1,4 +1,5 @@
-"""Tables of certificate issuance: the ledger, protection orders, kiosk PINs, counters.
+"""Tables of certificate issuance: the ledger, protection orders, kiosk PINs, counters,
+and the tasks each agency may make official requests for.
 
 The issuance ledger is append-only: a row is written when a certificate is issued and
 never changed, so the statistics and the verification page read exactly what happened.
@@ -50,6 +51,8 @@ class CertificateIssuance(Base):
     page_count: Mapped[int] = mapped_column(Integer, nullable=False)
     issue_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    # The date whose register the certificate prints (基準日); None: the issue date.
+    as_of: Mapped[dt.date | None] = mapped_column(Date)
     document_sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     # Keyed hash of the printed verification code: a database reader cannot make links.
     verification_code_hash: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -116,3 +119,19 @@ class ResidentPin(Base):
     locked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     set_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     set_by: Mapped[str] = mapped_column(String(128), nullable=False)
+
+
+class OfficialRequestGrant(Base):
+    """A task for which a municipality accepts an agency's 公用請求; revoked, never deleted."""
+
+    __tablename__ = "certificate_official_grants"
+    __table_args__ = (UniqueConstraint("lg_code", "agency_code", "task_code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lg_code: Mapped[str] = mapped_column(String(6), nullable=False)
+    agency_code: Mapped[str] = mapped_column(String(32), nullable=False)  # the agency's organisation code
+    task_code: Mapped[str] = mapped_column(String(64), nullable=False)
+    granted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    granted_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(128))

@@ -8,6 +8,10 @@ order (label, then value, row after row), which is the order text extraction ret
 Every page carries the QR code of the verification URL, the issue number and the
 verification code. The seal is vector graphics built from glyph outlines, not text, so
 that it cannot be selected, copied or extracted as words of the document.
+
+A specimen (見本, the clerk's preview before issuing) is laid out the same way, page for
+page, but can never pass for a certificate: 「見本」 across every page, no QR code, no
+seal, and a notice saying it is not a certificate.
 """
 
 from __future__ import annotations
@@ -154,10 +158,14 @@ def _outline_font(path: Path) -> Any:
     return FontToolsFont(str(path))
 
 
+SPECIMEN_NOTICE = "見本: 交付前の確認用です。証明書ではありません (発行番号・QRコード・公印は交付時に印字)。"
+
+
 class _Renderer:
-    def __init__(self, fonts: FontSet, content: CertificateContent) -> None:
+    def __init__(self, fonts: FontSet, content: CertificateContent, *, specimen: bool = False) -> None:
         self.fonts = fonts
         self.content = content
+        self.specimen = specimen
         self.buffer = io.BytesIO()
         self.canvas = Canvas(self.buffer, pagesize=A4, pageCompression=1, invariant=False)
         self.canvas.setTitle(f"{content.title} {content.issue_number}")
@@ -238,8 +246,22 @@ class _Renderer:
                         fill=1,
                     )
 
+    def specimen_mark(self) -> None:
+        """「見本」 across the page, in grey, under nothing a reader could mistake for real."""
+        canvas = self.canvas
+        canvas.saveState()
+        canvas.setFillColor(Color(0.55, 0.55, 0.55, alpha=0.35))
+        canvas.translate(PAGE_WIDTH / 2, PAGE_HEIGHT / 2)
+        canvas.rotate(35)
+        self.text(-150, -40, "見本", face=self.fonts.gothic, size=150)
+        canvas.restoreState()
+
     def footer(self, page: int, pages: int) -> None:
         c = self.content
+        if self.specimen:
+            self.text(MARGIN_X, 96, SPECIMEN_NOTICE, size=8)
+            self.right(PAGE_WIDTH - MARGIN_X, 40, f"ページ {page}/{pages}", size=8)
+            return
         self.qr()
         x = MARGIN_X + QR_SIZE + 8
         notice = "この証明書は電子署名されています。真正性は下記のURL又は左のQRコードで確認できます。"
@@ -260,7 +282,8 @@ class _Renderer:
         self.text(MARGIN_X + 10, y, c.issue_date_text, size=10.5)
         y -= 34
         name_end = self.text(MARGIN_X + 170, y, c.mayor_line, face=self.fonts.mincho, size=13)
-        self.seal(name_end + 14, y - SEAL_SIZE / 2 + 6)
+        if not self.specimen:
+            self.seal(name_end + 14, y - SEAL_SIZE / 2 + 6)
 
     def seal(self, x: float, y: float) -> None:
         """公印: a red square with the mayor's title + 之印, drawn from glyph outlines."""
@@ -314,14 +337,16 @@ class _Renderer:
                     y -= NOTE_HEIGHT
                 self.certification(min(y, FOOTER_TOP + CERTIFICATION_HEIGHT))
             self.footer(number, total)
+            if self.specimen:
+                self.specimen_mark()
             self.canvas.showPage()
         self.canvas.save()
         return self.buffer.getvalue()
 
 
-def render_pdf(fonts: FontSet, content: CertificateContent) -> tuple[bytes, int]:
-    """The unsigned PDF and its page count."""
+def render_pdf(fonts: FontSet, content: CertificateContent, *, specimen: bool = False) -> tuple[bytes, int]:
+    """The unsigned PDF and its page count; ``specimen``: the preview (見本) instead."""
     for text in content.texts():
         fonts.check(text)
     pages = _paginate(fonts, content)
-    return _Renderer(fonts, content).render(pages), len(pages)
+    return _Renderer(fonts, content, specimen=specimen).render(pages), len(pages)

@@ -13,6 +13,7 @@ from jumin.certificates.models import (
     CertificateCounter,
     CertificateIssuance,
     CertificateIssuancePerson,
+    OfficialRequestGrant,
     ProtectionOrder,
     ProtectionOrderParty,
     ResidentPin,
@@ -200,4 +201,39 @@ def pin_for(session: Session, person_id: int, *, lock: bool = False) -> Resident
 
 def add_pin(session: Session, pin: ResidentPin) -> None:
     session.add(pin)
+    session.flush()
+
+
+# ---------------------------------------------------------------------------
+# Official-request grants
+
+
+def official_grant(
+    session: Session, *, lg_code: str, agency_code: str, task_code: str, lock: bool = False
+) -> OfficialRequestGrant | None:
+    query = select(OfficialRequestGrant).where(
+        OfficialRequestGrant.lg_code == lg_code,
+        OfficialRequestGrant.agency_code == agency_code,
+        OfficialRequestGrant.task_code == task_code,
+    )
+    if lock:
+        query = query.with_for_update()
+    return session.execute(query).scalar_one_or_none()
+
+
+def official_grants(
+    session: Session, *, lg_code: str, agency_code: str | None = None
+) -> Sequence[OfficialRequestGrant]:
+    query = select(OfficialRequestGrant).where(OfficialRequestGrant.lg_code == lg_code)
+    if agency_code is not None:
+        query = query.where(OfficialRequestGrant.agency_code == agency_code)
+    return (
+        session.execute(query.order_by(OfficialRequestGrant.agency_code, OfficialRequestGrant.task_code))
+        .scalars()
+        .all()
+    )
+
+
+def add_official_grant(session: Session, grant: OfficialRequestGrant) -> None:
+    session.add(grant)
     session.flush()

@@ -74,6 +74,10 @@ class Selection(Strict):
     omit: ItemList = Field(
         description="省略を求める項目 (外国人住民の国籍・在留資格等・在留カード等の番号・通称)"
     )
+    as_of: FlexDate | None = Field(
+        default=None,
+        description="基準日: この日の住民票の記載を証明する (省略時は発行日現在。和暦も可: 令和7年4月1日)",
+    )
 
 
 class WindowIssueRequest(Selection):
@@ -92,17 +96,26 @@ class WindowIssueRequest(Selection):
         return self
 
 
-class KioskIssueRequest(Strict):
-    """コンビニ交付・キオスク端末: the resident logs in with the resident code and a PIN."""
+class KioskSelection(Strict):
+    """What a resident chooses at a kiosk (the kiosk accepts only the household-form copy)."""
 
     lg_code: LgCodeStr = Field(description="住所地の地方公共団体コード")
-    resident_code: ResidentCodeStr
-    pin: str = Field(min_length=1, max_length=16, description="窓口で設定した4桁の暗証番号")
     kind: DocumentKind = DocumentKind.RECORD_COPY
     form: Form = Form.HOUSEHOLD
     whole_household: bool = Field(default=False, description="世帯全員 (false: 本人のみ)")
     include: ItemList = Field(description="記載を求める項目")
     omit: ItemList = Field(description="省略を求める項目")
+
+
+class KioskIssueRequest(KioskSelection):
+    """コンビニ交付・キオスク端末 without a card: the resident code and the PIN set at the window."""
+
+    resident_code: ResidentCodeStr
+    pin: str = Field(min_length=1, max_length=16, description="窓口で設定した4桁の暗証番号")
+
+
+class KioskCardIssueRequest(KioskSelection):
+    """コンビニ交付・キオスク端末 with the card: the resident is the card login's (Bearer token)."""
 
 
 class WideAreaIssueRequest(Strict):
@@ -126,6 +139,30 @@ class OfficialIssueRequest(Selection):
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="法令に基づく事務のコード"
     )
     reason: str = Field(min_length=1, max_length=500, description="請求の事由 (根拠法令・事務の内容)")
+
+
+class OfficialGrantRequest(Strict):
+    agency_code: str = Field(min_length=1, max_length=32, description="機関 (団体) のコード")
+    task_code: str = Field(min_length=1, max_length=64, description="公用請求の事務のコード")
+
+
+class OfficialGrantResponse(BaseModel):
+    lg_code: str
+    agency_code: str
+    task_code: str
+    task_title: str
+    granted_at: dt.datetime
+    granted_by: str
+    revoked_at: dt.datetime | None
+    active: bool
+
+
+class OfficialTaskResponse(BaseModel):
+    code: str
+    title: str
+    basis: str
+    kinds: list[DocumentKind]
+    items: list[Item]
 
 
 class PinRequest(Strict):
@@ -183,6 +220,7 @@ class IssuanceResponse(BaseModel):
     person_ids: list[int]
     requester_kind: RequesterKind
     requester_name: str
+    authority: str | None
     reason: str | None
     task_code: str | None
     issued_by: str
@@ -190,6 +228,7 @@ class IssuanceResponse(BaseModel):
     page_count: int
     issue_date: dt.date
     issued_at: dt.datetime
+    as_of: dt.date | None
     document_sha256: str
 
 

@@ -4,7 +4,14 @@ Every channel ends in :func:`_issue`: take the next issue number, lay out what t
 register says, render, sign, hash, record the issuance and audit it — in the caller's
 transaction, so a failure anywhere leaves no number used, no ledger row and no audit
 entry of an issuance that did not happen. Refusals that are evidence (a protection
-order, a kiosk rule) are audited and kept (``commits_recorded_work``).
+order, a kiosk rule, an official request outside its granted task) are audited and kept
+(``commits_recorded_work``).
+
+For the staff window's screens: :func:`preview_at_window` (the rows, the fee),
+:func:`preview_pdf` (the same as 見本 pages), :func:`issue_at_window` (the signed PDF to
+print or download, in :class:`IssuedCertificate`), then :func:`get_issuance` and
+:func:`list_issuances` for the ledger. Certificates are not voided or reissued: an
+issued PDF stays valid as issued, and a corrected one is simply a new issuance.
 
 The register is read only through ``registry.service`` with a ``RegistryContext`` whose
 municipality is the persons' own: the clerk's for the window, the resident's for the
@@ -22,14 +29,18 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jumin.accounts import service as accounts
+from jumin.accounts.domain import OrganisationKind
 from jumin.audit import service as audit
 from jumin.audit.domain import Actor, ActorKind, AuditAction, Outcome
 from jumin.certificates import repository, signing
 from jumin.certificates.authentication import (
+    CardAuthenticator,
     PinAuthenticator,
     ResidentAuthenticator,
     hash_pin,
@@ -40,11 +51,14 @@ from jumin.certificates.domain import (
     VERIFICATION_CODE_ALPHABET,
     VERIFICATION_CODE_LENGTH,
     AuthenticatedResident,
+    CardCredentials,
     Channel,
     DocumentKind,
     Form,
     Item,
     KioskRefused,
+    OfficialTask,
+    OfficialTaskNotGranted,
     PinCredentials,
     ProtectedRecord,
     ProtectionOrderView,
@@ -67,17 +81,25 @@ from jumin.certificates.layout import (
     address_text,
     build_content,
 )
-from jumin.certificates.models import CertificateIssuance, ProtectionOrder, ProtectionOrderParty, ResidentPin
+from jumin.certificates.models import (
+    CertificateIssuance,
+    OfficialRequestGrant,
+    ProtectionOrder,
+    ProtectionOrderParty,
+    ResidentPin,
+)
 from jumin.certificates.pdf import render_pdf
 from jumin.certificates.schemas import (
+    KioskCardIssueRequest,
     KioskIssueRequest,
+    KioskSelection,
     OfficialIssueRequest,
     ProtectionOrderRequest,
     WideAreaIssueRequest,
     WindowIssueRequest,
 )
 from jumin.certificates.settings import load_settings
-from jumin.core.errors import InvalidValue, NotFound, RuleViolation
+from jumin.core.errors import Conflict, InvalidValue, NotFound, RuleViolation
 from jumin.core.municipalities import load_master
 from jumin.db import utcnow
 from jumin.keys import lookup_hash
@@ -92,6 +114,12 @@ _CODE_PURPOSE = "certificate-verification-code"
 
 @dataclass(frozen=True, slots=True)
 class IssuedCertificate:
+    """A certificate just issued: the signed PDF to hand over (print or download) and its record.
+
+    The PDF exists only here: the ledger keeps its hash, never the file, so a screen that
+    offers "print" and "download" must do so from this object, in the same request.
+    """
+
     issue_number: str
     pdf: bytes
     sha256: str
@@ -105,9 +133,11 @@ class IssuedCertificate:
     person_ids: tuple[int, ...]
     issue_date: dt.date
     issued_at: dt.datetime
+    as_of: dt.date | None = None
 
     @property
     def file_name(self) -> str:
+        """``131016-2026-0000001.pdf``: what a download should be called."""
         return f"{self.issue_number}.pdf"
 
 
@@ -123,6 +153,7 @@ class _Prepared:
     persons: tuple[registry.RecordView, ...]
     head_name: str | None
     requester: Requester
+    as_of: dt.date | None = None  # 基準日: the register of that date; None: of the issue date
 
 
 # ---------------------------------------------------------------------------
@@ -154,12 +185,27 @@ def _place_codes(records: Iterable[ResidentRecord]) -> set[str]:
     return codes
 
 
+def _check_as_of(as_of: dt.date | None, today: dt.date) -> None:
+    if as_of is not None and as_of > today:
+        raise InvalidValue(
+            "基準日に将来の日付は指定できません。記載事項は発行日までのものを証明します。", field="as_of"
+        )
+
+
 def _load_persons(
-    session: Session, ctx: registry.RegistryContext, person_ids: Sequence[int], kind: DocumentKind
+    session: Session,
+    ctx: registry.RegistryContext,
+    person_ids: Sequence[int],
+    kind: DocumentKind,
+    *,
+    on: dt.date | None = None,
 ) -> tuple[registry.RecordView, ...]:
+    """The persons' records (as of ``on``), refused when the kind does not fit their status then."""
     if len(set(person_ids)) != len(person_ids):
         raise InvalidValue("同じ住民が重複して指定されています。", field="person_ids")
-    views = tuple(registry.get_record(session, ctx=ctx, person_id=p, purpose=PURPOSE) for p in person_ids)
+    views = tuple(
+        registry.get_record(session, ctx=ctx, person_id=p, on=on, purpose=PURPOSE) for p in person_ids
+    )
     for view in views:
         removed = view.record.status is RecordStatus.REMOVED
         if kind.for_removed and not removed:
@@ -193,6 +239,8 @@ def _head_name(
     ctx: registry.RegistryContext,
     views: Sequence[registry.RecordView],
     items: frozenset[Item],
+    *,
+    on: dt.date | None = None,
 ) -> str | None:
     if Item.HEAD_AND_RELATIONSHIP not in items:
         return None
@@ -202,7 +250,9 @@ def _head_name(
     first = views[0].record
     if first.status is RecordStatus.REMOVED:
         return None  # the head at the time of removal is not recorded apart from the members
-    household = registry.get_household(session, ctx=ctx, household_id=first.household_id, purpose=PURPOSE)
+    household = registry.get_household(
+        session, ctx=ctx, household_id=first.household_id, on=on, purpose=PURPOSE
+    )
     head = next((m for m in household.members if m.person_id == household.head_person_id), None)
     return head.record.name if head else None
 
@@ -264,12 +314,20 @@ def _active_orders(session: Session, person_ids: Sequence[int], today: dt.date) 
     return [v for v in views if v.active_on(today)]
 
 
-def _refuse(session: Session, actor: Actor, error: Exception, *, target: str, detail: str) -> None:
+def _refuse(
+    session: Session,
+    actor: Actor,
+    error: Exception,
+    *,
+    target: str,
+    detail: str,
+    target_kind: str = "person",
+) -> NoReturn:
     audit.record(
         session,
         actor=actor,
         action=AuditAction.CERTIFICATE_REFUSED,
-        target_kind="person",
+        target_kind=target_kind,
         target_id=target,
         outcome=Outcome.DENIED,
         purpose=PURPOSE,
@@ -346,6 +404,7 @@ def _content(
         verification_url=url,
         issuer=issuer,
         places=places,
+        as_of=prepared.as_of,
     )
 
 
@@ -410,6 +469,7 @@ def _issue(session: Session, prepared: _Prepared, *, issuer_lg: str) -> IssuedCe
             page_count=pages,
             issue_date=issue_date,
             issued_at=now,
+            as_of=prepared.as_of,
             document_sha256=sha,
             verification_code_hash=lookup_hash(code, _CODE_PURPOSE),
             signer_fingerprint=signer.fingerprint,
@@ -420,6 +480,7 @@ def _issue(session: Session, prepared: _Prepared, *, issuer_lg: str) -> IssuedCe
     detail = (
         f"channel={prepared.channel.value} kind={prepared.kind.value} form={prepared.form.value} "
         f"persons={','.join(map(str, person_ids))} requester={requester.kind.value} fee={fee} sha256={sha}"
+        + (f" as_of={prepared.as_of.isoformat()}" if prepared.as_of else "")
     )
     audit.record(
         session,
@@ -460,6 +521,7 @@ def _issue(session: Session, prepared: _Prepared, *, issuer_lg: str) -> IssuedCe
         person_ids=person_ids,
         issue_date=issue_date,
         issued_at=now,
+        as_of=prepared.as_of,
     )
 
 
@@ -492,6 +554,11 @@ def _window_requester(
         own = registry.get_record(session, ctx=ctx, person_id=requester.person_id, purpose=PURPOSE).record
         requester = replace(requester, name=own.name, resident_code=own.resident_code)
         ids = {v.person_id for v in persons}
+        if request.as_of is not None:
+            # Who may ask is decided by the register today, whatever date is certified.
+            persons = [
+                registry.get_record(session, ctx=ctx, person_id=p, purpose=PURPOSE) for p in sorted(ids)
+            ]
         if requester.kind is RequesterKind.SELF and requester.person_id not in ids:
             raise RuleViolation(
                 "本人の請求ですが、請求者が記載する住民に含まれていません。請求者の区分を確認してください。",
@@ -511,18 +578,21 @@ def _window_requester(
 def _prepare_window(
     session: Session, ctx: registry.RegistryContext, request: WindowIssueRequest
 ) -> _Prepared:
+    as_of = request.as_of
+    _check_as_of(as_of, ctx.today)
     if request.household_id is not None:
         if request.kind.for_removed:
             raise InvalidValue("除票は住民ID (person_ids) で指定してください。", field="household_id")
         household = registry.get_household(
-            session, ctx=ctx, household_id=request.household_id, purpose=PURPOSE
+            session, ctx=ctx, household_id=request.household_id, on=as_of, purpose=PURPOSE
         )
         if not household.members:
-            raise RuleViolation("この世帯には現在住民がいません。", field="household_id")
+            when = "基準日に" if as_of else "現在"
+            raise RuleViolation(f"この世帯には{when}住民がいません。", field="household_id")
         persons = tuple(household.members)
     else:
         assert request.person_ids is not None
-        persons = _load_persons(session, ctx, request.person_ids, request.kind)
+        persons = _load_persons(session, ctx, request.person_ids, request.kind, on=as_of)
     _check_form(request.form, persons)
     requester = _window_requester(session, ctx, request, persons)
     items = select_items(
@@ -539,8 +609,9 @@ def _prepare_window(
         form=request.form,
         items=items,
         persons=persons,
-        head_name=_head_name(session, ctx, persons, items),
+        head_name=_head_name(session, ctx, persons, items, on=as_of),
         requester=requester,
+        as_of=as_of,
     )
     _check_protection(session, prepared)
     return prepared
@@ -549,20 +620,35 @@ def _prepare_window(
 def issue_at_window(
     session: Session, *, ctx: registry.RegistryContext, request: WindowIssueRequest
 ) -> IssuedCertificate:
-    """窓口交付: a clerk issues for the requester standing at the window."""
+    """窓口交付: a clerk issues for the requester standing at the window.
+
+    ``ctx`` is the clerk's (``context(actor=..., lg_code=<the clerk's municipality>)``);
+    ``request`` names the persons (some members) or the household (all of them), the
+    document, the items, the 基準日 (``as_of``, optional) and the requester as the clerk
+    checked them. Refuses with a ``DomainError`` (nothing issued, no number used) when a
+    rule forbids it; a protection-order refusal is audited and kept. Returns the signed
+    PDF to print or download (see :class:`IssuedCertificate`), already in the ledger.
+    """
     return _issue(session, _prepare_window(session, ctx, request), issuer_lg=ctx.lg_code)
 
 
 @dataclass(frozen=True, slots=True)
 class Preview:
-    content: CertificateContent
+    """What a certificate would print, row by row, and what it would cost."""
+
+    content: CertificateContent  # header rows, a section per person, the 認証文
     fee_yen: int
 
 
 def preview_at_window(
     session: Session, *, ctx: registry.RegistryContext, request: WindowIssueRequest
 ) -> Preview:
-    """What the certificate would say, checked by the same rules as issuing it (no number)."""
+    """What :func:`issue_at_window` would print for the same request, without issuing it.
+
+    The same checks run (requester, items, protection orders, a character no font can
+    print), so a preview that succeeds is a request that can be issued; no number is
+    taken and nothing enters the ledger. The read of personal data is audited.
+    """
     prepared = _prepare_window(session, ctx, request)
     content = _content(
         session,
@@ -573,6 +659,9 @@ def preview_at_window(
         url="",
         issue_date=ctx.today,
     )
+    fonts = load_fonts()
+    for text in content.texts():
+        fonts.check(text)
     audit.record(
         session,
         actor=ctx.actor,
@@ -584,6 +673,17 @@ def preview_at_window(
     )
     fee = load_settings().municipality(ctx.lg_code).fees.for_channel(Channel.WINDOW)
     return Preview(content, fee)
+
+
+def preview_pdf(preview: Preview) -> bytes:
+    """The preview as pages (見本): laid out as the certificate will be, marked as no certificate.
+
+    Same rows, same pagination (``ページ x/y``), but 「見本」 across every page, no issue
+    number, QR code or seal, unsigned and in no ledger: for showing the clerk what will be
+    printed. The certificate itself comes only from :func:`issue_at_window`.
+    """
+    pdf, _pages = render_pdf(load_fonts(), preview.content, specimen=True)
+    return pdf
 
 
 # ---------------------------------------------------------------------------
@@ -598,12 +698,40 @@ def issue_at_kiosk(
     authenticator: ResidentAuthenticator[PinCredentials] | None = None,
     now: dt.datetime | None = None,
 ) -> IssuedCertificate:
-    """コンビニ交付: the resident authenticates; household form only; refusals audited."""
-    resident: AuthenticatedResident = (authenticator or PinAuthenticator(network, now=now)).authenticate(
+    """コンビニ交付 for a resident without a card: resident code + the PIN set at the window."""
+    resident = (authenticator or PinAuthenticator(network, now=now)).authenticate(
         session,
         lg_code=request.lg_code,
         credentials=PinCredentials(resident_code=request.resident_code, pin=request.pin),
     )
+    return _kiosk(session, network=network, resident=resident, selection=request, now=now)
+
+
+def issue_at_kiosk_with_card(
+    session: Session,
+    *,
+    network: NetworkClient,
+    request: KioskCardIssueRequest,
+    card: CardCredentials,
+    authenticator: ResidentAuthenticator[CardCredentials] | None = None,
+    now: dt.datetime | None = None,
+) -> IssuedCertificate:
+    """コンビニ交付 with the My Number Card: ``card`` is a login the card service verified."""
+    resident = (authenticator or CardAuthenticator(network)).authenticate(
+        session, lg_code=request.lg_code, credentials=card
+    )
+    return _kiosk(session, network=network, resident=resident, selection=request, now=now)
+
+
+def _kiosk(
+    session: Session,
+    *,
+    network: NetworkClient,
+    resident: AuthenticatedResident,
+    selection: KioskSelection,
+    now: dt.datetime | None,
+) -> IssuedCertificate:
+    """The kiosk's rules once the resident is known: household form only; refusals audited."""
     ctx = registry.RegistryContext(
         actor=resident_actor(resident.lg_code, resident.person_id),
         lg_code=resident.lg_code,
@@ -611,13 +739,13 @@ def issue_at_kiosk(
         now=now or utcnow(),
     )
     target = str(resident.person_id)
-    if request.kind is not DocumentKind.RECORD_COPY or request.form is not Form.HOUSEHOLD:
+    if selection.kind is not DocumentKind.RECORD_COPY or selection.form is not Form.HOUSEHOLD:
         _refuse(
             session,
             ctx.actor,
             KioskRefused("コンビニ交付・キオスク端末で交付できるのは住民票の写し (世帯連記式) だけです。"),
             target=target,
-            detail=f"kind={request.kind.value} form={request.form.value}",
+            detail=f"kind={selection.kind.value} form={selection.form.value}",
         )
     own = registry.get_record(session, ctx=ctx, person_id=resident.person_id, purpose=PURPOSE)
     if own.record.status is RecordStatus.REMOVED:
@@ -635,7 +763,7 @@ def issue_at_kiosk(
             target=target,
             detail=f"removed reason={own.record.removal_reason}",
         )
-    if request.whole_household:
+    if selection.whole_household:
         persons = tuple(
             registry.get_household(
                 session, ctx=ctx, household_id=own.record.household_id, purpose=PURPOSE
@@ -662,16 +790,16 @@ def issue_at_kiosk(
         person_id=own.person_id,
     )
     items = select_items(
-        request.kind,
-        include=request.include,
-        omit=request.omit,
+        selection.kind,
+        include=selection.include,
+        omit=selection.omit,
         requester=requester.kind,
         channel=Channel.KIOSK,
     )
     prepared = _Prepared(
         ctx=ctx,
         channel=Channel.KIOSK,
-        kind=request.kind,
+        kind=selection.kind,
         form=Form.HOUSEHOLD,
         items=items,
         persons=persons,
@@ -794,16 +922,47 @@ def issue_wide_area(
     return _issue(session, prepared, issuer_lg=ctx.lg_code)
 
 
-def _check_task(task_code: str) -> None:
-    """Integration point with network/agencies' statutory-task model.
+def _check_official(
+    session: Session, ctx: registry.RegistryContext, request: OfficialIssueRequest
+) -> OfficialTask:
+    """The agency holds a grant of this municipality for the task, and the task allows the request.
 
-    Until the agency engineer's task registry is reachable from the municipal side, any
-    agency client may make an official request and the task code it names is recorded
-    in the ledger and the audit trail. When it lands, this checks that the client is
-    registered for ``task_code`` and that the task allows a 住民票の写し (法第12条の2).
+    Each refusal is audited under the agency and kept (evidence of a request outside its
+    purpose), as the national network does for its statutory tasks.
     """
-    if not task_code.strip():
-        raise InvalidValue("法令に基づく事務のコードを指定してください。", field="task_code")
+    agency = ctx.actor.organisation_code
+    task = load_settings().official_task(request.task_code)
+    grant = repository.official_grant(
+        session, lg_code=request.lg_code, agency_code=agency, task_code=request.task_code
+    )
+    detail = f"official task={request.task_code[:64]} kind={request.kind.value}"
+    refusal: OfficialTaskNotGranted | None = None
+    if task is None:
+        refusal = OfficialTaskNotGranted(
+            f"公用請求の事務「{request.task_code}」は登録されていません。", field="task_code"
+        )
+    elif grant is None or grant.revoked_at is not None:
+        refusal = OfficialTaskNotGranted(
+            f"この機関は地方公共団体 {request.lg_code} に事務「{task.title}」({task.code}) の公用請求を"
+            "認められていません。請求先の市区町村に事務の登録を依頼してください。",
+            field="task_code",
+        )
+    else:
+        try:
+            task.check(request.kind, request.include)
+        except OfficialTaskNotGranted as exc:
+            refusal = exc
+    if refusal is not None:
+        _refuse(
+            session,
+            ctx.actor,
+            refusal,
+            target=request.resident_code,
+            target_kind="resident_code",
+            detail=detail,
+        )
+    assert task is not None
+    return task
 
 
 def _organisation_name(session: Session, code: str) -> str:
@@ -816,18 +975,29 @@ def _organisation_name(session: Session, code: str) -> str:
 def issue_official(
     session: Session, *, ctx: registry.RegistryContext, request: OfficialIssueRequest
 ) -> IssuedCertificate:
-    """公用請求: an agency client's request for a resident of ``request.lg_code``."""
-    _check_task(request.task_code)
+    """公用請求: an agency client's request for a resident of ``request.lg_code``.
+
+    ``ctx`` carries the agency client as actor and the resident's municipality as
+    ``lg_code``. The agency must hold that municipality's grant for ``task_code``
+    (:func:`grant_official_task`), and the task must allow the document and the items.
+    The home municipality issues (its mayor certifies, its fee — usually ¥0 — applies).
+    """
+    _check_as_of(request.as_of, ctx.today)
+    _check_official(session, ctx, request)
     home = _home_context(ctx, request.lg_code)
     own = _by_resident_code(session, home, request.resident_code, include_removed=request.kind.for_removed)
-    persons: tuple[registry.RecordView, ...] = (own,)
+    person_ids = [own.person_id]
     if request.whole_household and not request.kind.for_removed:
-        persons = tuple(
-            registry.get_household(
-                session, ctx=home, household_id=own.record.household_id, purpose=PURPOSE
-            ).members
-        )
-    persons = _load_persons(session, home, [p.person_id for p in persons], request.kind)
+        then = own
+        if request.as_of is not None:
+            then = registry.get_record(
+                session, ctx=home, person_id=own.person_id, on=request.as_of, purpose=PURPOSE
+            )
+        members = registry.get_household(
+            session, ctx=home, household_id=then.record.household_id, on=request.as_of, purpose=PURPOSE
+        ).members
+        person_ids = [m.person_id for m in members] or person_ids
+    persons = _load_persons(session, home, person_ids, request.kind, on=request.as_of)
     _check_form(request.form, persons)
     agency = ctx.actor.organisation_code
     requester = Requester(
@@ -851,11 +1021,134 @@ def issue_official(
         form=request.form,
         items=items,
         persons=persons,
-        head_name=_head_name(session, home, persons, items),
+        head_name=_head_name(session, home, persons, items, on=request.as_of),
         requester=requester,
+        as_of=request.as_of,
     )
     _check_protection(session, prepared)
     return _issue(session, prepared, issuer_lg=request.lg_code)
+
+
+# ---------------------------------------------------------------------------
+# Grants of official-request tasks (which agencies may make 公用請求 here, for what)
+
+
+@dataclass(frozen=True, slots=True)
+class OfficialGrantView:
+    lg_code: str
+    agency_code: str
+    task_code: str
+    task_title: str
+    granted_at: dt.datetime
+    granted_by: str
+    revoked_at: dt.datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def _grant_view(row: OfficialRequestGrant) -> OfficialGrantView:
+    task = load_settings().official_task(row.task_code)
+    return OfficialGrantView(
+        lg_code=row.lg_code,
+        agency_code=row.agency_code,
+        task_code=row.task_code,
+        task_title=task.title if task else "",
+        granted_at=row.granted_at,
+        granted_by=row.granted_by,
+        revoked_at=row.revoked_at,
+    )
+
+
+def official_tasks() -> tuple[OfficialTask, ...]:
+    """The tasks 公用請求 may be made for, as configured (``[official_tasks.*]``)."""
+    return load_settings().official_tasks()
+
+
+def grant_official_task(
+    session: Session, *, ctx: registry.RegistryContext, agency_code: str, task_code: str
+) -> OfficialGrantView:
+    """Accept 公用請求 from ``agency_code`` for ``task_code`` at ``ctx.lg_code`` (a supervisor's act).
+
+    Granting an active grant again changes nothing; a revoked one is granted anew.
+    """
+    task = load_settings().official_task(task_code)
+    if task is None:
+        raise InvalidValue(f"公用請求の事務「{task_code}」は登録されていません。", field="task_code")
+    agencies = {o.code for o in accounts.list_organisations(session) if o.kind is OrganisationKind.AGENCY}
+    if agency_code not in agencies:
+        raise NotFound(f"機関コード「{agency_code}」の機関は登録されていません。", field="agency_code")
+    row = repository.official_grant(
+        session, lg_code=ctx.lg_code, agency_code=agency_code, task_code=task_code, lock=True
+    )
+    if row is not None and row.revoked_at is None:
+        return _grant_view(row)
+    if row is None:
+        row = OfficialRequestGrant(
+            lg_code=ctx.lg_code,
+            agency_code=agency_code,
+            task_code=task_code,
+            granted_at=ctx.now,
+            granted_by=ctx.actor.actor_id,
+        )
+        try:
+            with session.begin_nested():
+                repository.add_official_grant(session, row)
+        except IntegrityError as exc:  # the same grant made at the same moment
+            raise Conflict("同じ登録が同時に行われました。再度お試しください。", field="task_code") from exc
+    else:
+        row.revoked_at = None
+        row.revoked_by = None
+        row.granted_at = ctx.now
+        row.granted_by = ctx.actor.actor_id
+        session.flush()
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AuditAction.AGENCY_TASK_GRANTED,
+        target_kind="organisation",
+        target_id=agency_code,
+        purpose=task_code,
+        detail=f"certificates official request lg={ctx.lg_code}",
+    )
+    return _grant_view(row)
+
+
+def revoke_official_task(
+    session: Session, *, ctx: registry.RegistryContext, agency_code: str, task_code: str
+) -> OfficialGrantView:
+    """Stop accepting 公用請求 from ``agency_code`` for ``task_code``; the grant is kept, revoked."""
+    row = repository.official_grant(
+        session, lg_code=ctx.lg_code, agency_code=agency_code, task_code=task_code, lock=True
+    )
+    if row is None or row.revoked_at is not None:
+        raise NotFound(
+            f"機関「{agency_code}」に事務「{task_code}」の公用請求の登録はありません。", field="task_code"
+        )
+    row.revoked_at = ctx.now
+    row.revoked_by = ctx.actor.actor_id
+    session.flush()
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AuditAction.AGENCY_TASK_REVOKED,
+        target_kind="organisation",
+        target_id=agency_code,
+        purpose=task_code,
+        detail=f"certificates official request lg={ctx.lg_code}",
+    )
+    return _grant_view(row)
+
+
+def official_grants(
+    session: Session, *, ctx: registry.RegistryContext, agency_code: str | None = None
+) -> list[OfficialGrantView]:
+    """The grants of ``ctx.lg_code`` (revoked ones too), optionally of one agency."""
+    return [
+        _grant_view(r)
+        for r in repository.official_grants(session, lg_code=ctx.lg_code, agency_code=agency_code)
+    ]
 
 
 def context(*, actor: Actor, lg_code: str, network: NetworkClient) -> registry.RegistryContext:
@@ -959,6 +1252,7 @@ class IssuanceView:
     person_ids: tuple[int, ...]
     requester_kind: RequesterKind
     requester_name: str
+    authority: str | None  # an agent's 委任状等, as the clerk recorded it
     reason: str | None
     task_code: str | None
     issued_by: str
@@ -966,6 +1260,7 @@ class IssuanceView:
     page_count: int
     issue_date: dt.date
     issued_at: dt.datetime
+    as_of: dt.date | None
     document_sha256: str
 
 
@@ -981,6 +1276,7 @@ def _issuance_view(row: CertificateIssuance, person_ids: Sequence[int]) -> Issua
         person_ids=tuple(person_ids),
         requester_kind=RequesterKind(row.requester_kind),
         requester_name=row.requester_name,
+        authority=row.authority,
         reason=row.reason,
         task_code=row.task_code,
         issued_by=f"{row.actor_kind}:{row.actor_id}@{row.actor_organisation}",
@@ -988,6 +1284,7 @@ def _issuance_view(row: CertificateIssuance, person_ids: Sequence[int]) -> Issua
         page_count=row.page_count,
         issue_date=row.issue_date,
         issued_at=row.issued_at,
+        as_of=row.as_of,
         document_sha256=row.document_sha256,
     )
 

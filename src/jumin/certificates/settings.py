@@ -1,4 +1,4 @@
-"""Certificate settings: fees, mayors, the verification address.
+"""Certificate settings: fees, mayors, the verification address, official-request tasks.
 
 Defaults ship in ``settings.toml`` beside this module; a deployment overrides them in
 ``<JUMIN_VAR_DIR>/certificates.toml`` with the same shape (fees are set by each
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jumin.certificates.domain import FeeSchedule
+from jumin.certificates.domain import DocumentKind, FeeSchedule, Item, OfficialTask, optional_items
 from jumin.config import get_settings
 from jumin.core.municipalities import load_master
 
@@ -59,6 +59,31 @@ class CertificateSettings:
                 official=_fee(fees, "official"),
             ),
         )
+
+    def official_task(self, code: str) -> OfficialTask | None:
+        """The 公用請求 task with this code, or None when the settings have none."""
+        raw = self.raw.get("official_tasks", {}).get(code)
+        return None if raw is None else _official_task(code, raw)
+
+    def official_tasks(self) -> tuple[OfficialTask, ...]:
+        tasks = self.raw.get("official_tasks", {})
+        return tuple(_official_task(code, tasks[code]) for code in sorted(tasks))
+
+
+def _official_task(code: str, raw: dict[str, Any]) -> OfficialTask:
+    where = f"certificates settings: official_tasks.{code}"
+    try:
+        kinds = frozenset(DocumentKind(k) for k in raw["kinds"])
+        items = frozenset(Item(i) for i in raw.get("items", []))
+        title, basis = str(raw["title"]), str(raw["basis"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+    if not kinds:
+        raise ValueError(f"{where}: kinds must name at least one document kind")
+    if not items <= optional_items():
+        outside = ", ".join(sorted(i.value for i in items - optional_items()))
+        raise ValueError(f"{where}: items may list only optional items, not {outside}")
+    return OfficialTask(code=code, title=title, basis=basis, kinds=kinds, items=items)
 
 
 def _fee(table: dict[str, Any], channel: str) -> int:
