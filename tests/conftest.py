@@ -18,6 +18,8 @@ _TMP = Path(tempfile.mkdtemp(prefix="jumin-tests-"))
 os.environ["JUMIN_VAR_DIR"] = str(_TMP / "var")
 os.environ["JUMIN_KEY_DIR"] = str(_TMP / "keys")
 os.environ.setdefault("JUMIN_AUDIT_CHECKPOINT_EVERY", "10")
+# The JPKI CAs refuse to run without a passphrase outside the demo (card.jpki.config).
+os.environ.setdefault("JUMIN_JPKI_PASSPHRASE", "test-jpki-passphrase")
 
 import pytest
 from fastapi import FastAPI

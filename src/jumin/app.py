@@ -28,6 +28,7 @@ from jumin.loopback import loopback_relay
 from jumin.network.agencies.api import router as agencies_router
 from jumin.network.identity.api import router as replication_router
 from jumin.network_client import NetworkClient, default_network_client
+from jumin.portal.pages import install as install_resident_portal
 from jumin.registry.api import router as registry_router
 from jumin.registry.arrivals_api import router as arrivals_router
 from jumin.request_context import new_request_id, set_request_id
@@ -188,4 +189,6 @@ def create_app(
     app.include_router(certificates_router)
     # The staff window (web/): its pages, static files and HTML error pages.
     install_staff_window(app)
+    # The resident portal (portal/): its pages under /portal, its own session cookie and error pages.
+    install_resident_portal(app)
     return app

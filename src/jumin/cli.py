@@ -15,8 +15,10 @@ from jumin.card.cli import app as card_app
 from jumin.certificates.cli import app as certificates_app
 from jumin.config import get_settings
 from jumin.core_commands import ids_app, lg_app, wareki_app
+from jumin.interchange.cli import export_command, import_command
 from jumin.keys_cli import app as keys_app
 from jumin.network.agencies.cli import mount as mount_agencies
+from jumin.population.cli import app as population_app
 from jumin.registry.cli import app as registry_app
 from jumin.replication_cli import mount as mount_replication
 
@@ -35,8 +37,11 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(certificates_app, name="cert")
 app.add_typer(card_app, name="card")
 app.add_typer(demo_app, name="demo")
+app.add_typer(population_app, name="population")
+app.command("import")(import_command)
+app.command("export")(export_command)
 mount_replication(app, registry_app=registry_app)
-mount_agencies(app)  # after the replication commands: both live under `jumin network`
+mount_agencies(app)  # both live under `jumin network`, in either order
 
 
 @db_app.command("upgrade")

@@ -8,6 +8,7 @@ def import_all_models() -> None:
     import jumin.audit.models
     import jumin.card.models
     import jumin.certificates.models
+    import jumin.interchange.models
     import jumin.network.agencies.models
     import jumin.network.identity.models
     import jumin.network.models

@@ -2,7 +2,9 @@
 
 The identity rows are written as the replication would write them (a current row and a
 history row per change), so that the card service reads them through
-``network.identity.lookup`` exactly as in production.
+``network.identity.lookup`` exactly as in production. Tests speak in full addresses
+(東京都千代田区千代田1番1号); the store keeps the municipality's code and the line within
+it, as the register sends them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import random
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
 from jumin.audit.domain import Actor, ActorKind
@@ -18,6 +30,7 @@ from jumin.card import repository, service
 from jumin.card.domain import ApplicationReason, CertificateKind, IdentityDocument
 from jumin.core.ids import ResidentCode
 from jumin.db import utcnow
+from jumin.network.identity.lookup import full_address
 from jumin.network.identity.models import IdentityHistory, IdentityRecord
 
 CHIYODA = "131016"
@@ -55,6 +68,7 @@ def seed_identity(
 ) -> str:
     code = ResidentCode.random(_rng).value
     now = utcnow()
+    line = _line(address, lg_code)
     birth = birth or years_ago(40)
     row = IdentityRecord(
         resident_code=code,
@@ -69,7 +83,7 @@ def seed_identity(
         birth_date=birth,
         sex=sex,
         address_lg_code=lg_code,
-        address=address,
+        address=line,
         change_kind="birth",
         changed_on=birth,
         updated_at=now,
@@ -83,6 +97,13 @@ def seed_identity(
     # rolls back its own work, not the people it works on.
     db.commit()
     return code
+
+
+def _line(address: str, lg_code: str) -> str:
+    """The line within the municipality, as the store keeps it."""
+    prefix = full_address(lg_code, "")
+    assert address.startswith(prefix), f"{address} is not in {prefix}"
+    return address.removeprefix(prefix)
 
 
 def _history(db: Session, row: IdentityRecord, valid_from: dt.date) -> None:
@@ -115,6 +136,10 @@ def _history(db: Session, row: IdentityRecord, valid_from: dt.date) -> None:
 def change_identity(db: Session, code: str, *, change_kind: str = "move_within", **changes: object) -> None:
     """A change as the replication applies it: the current row updated, a history row added."""
     row = db.query(IdentityRecord).filter_by(resident_code=code).one()
+    if "address" in changes:
+        changes["address"] = _line(
+            str(changes["address"]), str(changes.get("address_lg_code", row.address_lg_code))
+        )
     for key, value in changes.items():
         setattr(row, key, value)
     row.change_kind = change_kind
@@ -155,3 +180,33 @@ def issue_card(
 
 def certificate_der(db: Session, card_number: str, kind: CertificateKind = CertificateKind.AUTH) -> bytes:
     return service.read_certificate(db, card_number=card_number, kind=kind)
+
+
+@contextmanager
+def served(app: FastAPI) -> Iterator[str]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def run_openssl(openssl: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([openssl, *args], capture_output=True, text=True, timeout=30, check=False)
+
+
+def pem(der: bytes) -> bytes:
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)

@@ -18,10 +18,19 @@ from sqlalchemy.orm import Session
 
 from jumin.audit.models import AuditEntry
 from jumin.card import fourfacts, service
-from jumin.card.domain import CertificateKind
+from jumin.card.domain import CertificateKind, NotEligible
 from jumin.card.models import FourFactsProvision, JpkiCertificate
+from jumin.core.errors import InvalidValue, NotFound
 from jumin.db import utcnow
-from tests.card.helpers import AUTH_PIN, OPERATOR, change_identity, issue_card, seed_identity
+from tests.card.helpers import (
+    AUTH_PIN,
+    OPERATOR,
+    SAPPORO_CHUO,
+    change_identity,
+    issue_card,
+    seed_identity,
+    years_ago,
+)
 
 NEW_ADDRESS = "東京都千代田区霞が関1丁目1番1号"
 
@@ -192,3 +201,108 @@ def test_a_withdrawn_consent_stops_provision(client: TestClient, national_db: Se
     report = service.sweep_identity_changes(national_db)
     assert (report.signing_revoked, report.provisions) == (1, 0)
     assert national_db.query(FourFactsProvision).count() == 0
+
+
+def test_a_webhook_that_never_answers_is_given_up_after_ten_attempts_but_stays_pullable(
+    national_db: Session,
+) -> None:
+    code = seed_identity(national_db)
+    card, _ = issue_card(national_db, code)
+    hook = fourfacts.register_business(
+        national_db,
+        actor=OPERATOR,
+        code="carrier",
+        name="携帯電話会社",
+        webhook_url="http://127.0.0.1:9/hook",
+    )
+    resident = service.login_with_card(national_db, card_number=card, pin=AUTH_PIN).principal
+    fourfacts.consent(national_db, resident=resident, business_code="carrier", scope=["address"])
+    change_identity(national_db, code, address=NEW_ADDRESS)
+    assert service.sweep_identity_changes(national_db).provisions == 1
+    calls: list[str] = []
+
+    def down(url: str, body: bytes, headers: dict[str, str]) -> int:
+        calls.append(headers["X-Jumin-Delivery"])
+        raise ConnectionRefusedError
+
+    now = utcnow()
+    for attempt in range(1, fourfacts.MAX_ATTEMPTS + 1):
+        report = fourfacts.deliver_webhooks(national_db, post=down, now=now)
+        assert report.attempted == 1
+        if attempt < fourfacts.MAX_ATTEMPTS:
+            assert (report.failed, report.given_up) == (1, 0)
+            # Not again before the back-off has passed; then again.
+            assert fourfacts.deliver_webhooks(national_db, post=down, now=now).attempted == 0
+            now += fourfacts.backoff(attempt)
+        else:
+            assert (report.failed, report.given_up) == (0, 1)
+    assert len(calls) == fourfacts.MAX_ATTEMPTS
+    assert fourfacts.deliver_webhooks(national_db, post=down, now=now + dt.timedelta(days=1)).attempted == 0
+    failures = national_db.query(AuditEntry).filter_by(action="four_facts.delivery_failed").count()
+    assert failures == fourfacts.MAX_ATTEMPTS
+    pulled = fourfacts.pull(
+        national_db, business=fourfacts.authenticate_business(national_db, hook.api_key), after=0
+    )
+    assert [v.facts for v in pulled] == [{"address": NEW_ADDRESS}]
+
+
+def test_consent_needs_a_signing_certificate_a_known_business_and_is_the_residents_own(
+    national_db: Session,
+) -> None:
+    adult = seed_identity(national_db)
+    child = seed_identity(national_db, name="山田　次郎", birth=years_ago(10))
+    adult_card, _ = issue_card(national_db, adult)
+    child_card, _ = issue_card(national_db, child, signing_pin=None)
+    fourfacts.register_business(national_db, actor=OPERATOR, code="bank", name="銀行", webhook_url=None)
+    grown = service.login_with_card(national_db, card_number=adult_card, pin=AUTH_PIN).principal
+    young = service.login_with_card(national_db, card_number=child_card, pin=AUTH_PIN).principal
+    with pytest.raises(NotEligible):
+        fourfacts.consent(national_db, resident=young, business_code="bank", scope=["address"])
+    with pytest.raises(NotFound):
+        fourfacts.consent(national_db, resident=grown, business_code="nobody", scope=["address"])
+    with pytest.raises(InvalidValue):
+        fourfacts.consent(national_db, resident=grown, business_code="bank", scope=["income"])
+    given = fourfacts.consent(national_db, resident=grown, business_code="bank", scope=["address"])
+    with pytest.raises(NotFound):
+        fourfacts.withdraw(national_db, resident=young, consent_id=given.id)
+    assert [c.business_code for c in fourfacts.consents_of(national_db, resident=grown)] == ["bank"]
+    assert fourfacts.consents_of(national_db, resident=young) == []
+
+
+def test_nothing_is_provided_for_a_death(national_db: Session) -> None:
+    code = seed_identity(national_db)
+    card, _ = issue_card(national_db, code)
+    fourfacts.register_business(national_db, actor=OPERATOR, code="bank", name="銀行", webhook_url=None)
+    resident = service.login_with_card(national_db, card_number=card, pin=AUTH_PIN).principal
+    fourfacts.consent(national_db, resident=resident, business_code="bank", scope=["name", "address"])
+    change_identity(national_db, code, change_kind="death", status="removed", removal_reason="death")
+    report = service.sweep_identity_changes(national_db)
+    assert (report.cards_revoked, report.provisions) == (1, 0)
+    assert national_db.query(FourFactsProvision).count() == 0
+
+
+def test_a_move_to_the_same_line_in_another_municipality_is_a_change(national_db: Session) -> None:
+    """本町一丁目1番1号 is in many towns: the four facts carry the full address."""
+    code = seed_identity(national_db, address="東京都千代田区本町1丁目1番1号")
+    card, _ = issue_card(national_db, code)
+    fourfacts.register_business(national_db, actor=OPERATOR, code="bank", name="銀行", webhook_url=None)
+    resident = service.login_with_card(national_db, card_number=card, pin=AUTH_PIN).principal
+    fourfacts.consent(national_db, resident=resident, business_code="bank", scope=["address"])
+    assert service.my_card(national_db, resident=resident).facts.address == "東京都千代田区本町1丁目1番1号"
+    change_identity(
+        national_db,
+        code,
+        change_kind="move_in",
+        lg_code=SAPPORO_CHUO,
+        prefecture_code="01",
+        address_lg_code=SAPPORO_CHUO,
+        address="北海道札幌市中央区本町1丁目1番1号",
+    )
+    report = service.sweep_identity_changes(national_db)
+    assert (report.signing_revoked, report.provisions) == (1, 1)
+    provision = national_db.query(FourFactsProvision).one()
+    assert fourfacts.pull(
+        national_db,
+        business=fourfacts.BusinessPrincipal(business_id=provision.business_id, code="bank"),
+        after=0,
+    )[0].facts == {"address": "北海道札幌市中央区本町1丁目1番1号"}

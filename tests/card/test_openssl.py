@@ -8,59 +8,32 @@ unit of work joined to the test's transaction (as the TestClient does).
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
 from jumin.card import repository, service
 from jumin.card.domain import CertificateKind
 from jumin.card.jpki import service as jpki
+from jumin.card.models import Card
 from jumin.db import utcnow
-from tests.card.helpers import CHIYODA, CLERK, DOCS, change_identity, issue_card, seed_identity
+from tests.card.helpers import (
+    CHIYODA,
+    CLERK,
+    DOCS,
+    change_identity,
+    issue_card,
+    pem,
+    run_openssl,
+    seed_identity,
+    served,
+)
 
 pytestmark = pytest.mark.slow
-
-
-@contextmanager
-def served(app: FastAPI) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-def _run(openssl: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([openssl, *args], capture_output=True, text=True, timeout=30, check=False)
-
-
-def _pem(der: bytes) -> bytes:
-    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
 
 
 def test_openssl_agrees_on_good_revoked_and_suspended(
@@ -86,7 +59,7 @@ def test_openssl_agrees_on_good_revoked_and_suspended(
     for label, number in (("good", good), ("revoked", moved), ("suspended", lost)):
         path = tmp_path / f"{label}.pem"
         path.write_bytes(
-            _pem(service.read_certificate(national_db, card_number=number, kind=CertificateKind.SIGNING))
+            pem(service.read_certificate(national_db, card_number=number, kind=CertificateKind.SIGNING))
         )
         certs[label] = path
         # What the system itself says, which openssl must repeat.
@@ -107,7 +80,7 @@ def test_openssl_agrees_on_good_revoked_and_suspended(
         assert crl_der.status_code == 200
         assert crl_der.headers["content-type"] == "application/pkix-crl"
         (tmp_path / "crl.der").write_bytes(crl_der.content)
-        converted = _run(
+        converted = run_openssl(
             openssl,
             "crl",
             "-inform",
@@ -119,14 +92,14 @@ def test_openssl_agrees_on_good_revoked_and_suspended(
             "-text",
         )
         assert converted.returncode == 0, converted.stderr
-        crl_text = _run(openssl, "crl", "-in", str(tmp_path / "crl.pem"), "-noout", "-text").stdout
+        crl_text = run_openssl(openssl, "crl", "-in", str(tmp_path / "crl.pem"), "-noout", "-text").stdout
         assert "X509v3 CRL Number" in crl_text
         assert "Next Update" in crl_text
         assert "Certificate Hold" in crl_text
 
         verdicts = {}
         for label, path in certs.items():
-            verify = _run(
+            verify = run_openssl(
                 openssl,
                 "verify",
                 "-crl_check",
@@ -141,7 +114,7 @@ def test_openssl_agrees_on_good_revoked_and_suspended(
 
         ocsp = {}
         for label, path in certs.items():
-            out = _run(
+            out = run_openssl(
                 openssl,
                 "ocsp",
                 "-issuer",
@@ -175,7 +148,7 @@ def test_openssl_agrees_on_good_revoked_and_suspended(
         (tmp_path / "crl2.der").write_bytes(
             httpx.get(f"{base}/card/v1/jpki/crl/signing.crl", timeout=10).content
         )
-        _run(
+        converted = run_openssl(
             openssl,
             "crl",
             "-inform",
@@ -185,7 +158,8 @@ def test_openssl_agrees_on_good_revoked_and_suspended(
             "-out",
             str(tmp_path / "crl2.pem"),
         )
-        after = _run(
+        assert converted.returncode == 0, converted.stderr
+        after = run_openssl(
             openssl,
             "verify",
             "-crl_check",
@@ -203,7 +177,7 @@ def test_openssl_agrees_on_good_revoked_and_suspended(
             for p in (tmp_path / "crl.der", tmp_path / "crl2.der")
         ]
         assert numbers[1] > numbers[0]
-        lifted = _run(
+        lifted = run_openssl(
             openssl,
             "ocsp",
             "-issuer",
@@ -225,6 +199,96 @@ def test_openssl_agrees_on_good_revoked_and_suspended(
         )
         assert garbage.status_code == 200
         assert garbage.content == bytes.fromhex("30030a0101")  # malformedRequest
+
+
+def _ocsp_verdict(openssl: str, base: str, issuer: Path, chain: Path, cert: Path) -> tuple[str, str]:
+    """(good | revoked | unknown, the reason line or ""), as openssl reads the responder."""
+    out = run_openssl(
+        openssl,
+        "ocsp",
+        "-issuer",
+        str(issuer),
+        "-cert",
+        str(cert),
+        "-CAfile",
+        str(chain),
+        "-url",
+        f"{base}/card/v1/jpki/ocsp",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Response verify OK" in out.stderr + out.stdout
+    assert "nonce" not in (out.stderr + out.stdout).lower()  # no "WARNING: no nonce", no nonce error
+    match = re.search(rf"{re.escape(str(cert))}: (good|revoked|unknown)", out.stdout)
+    assert match is not None, out.stdout
+    reason = re.search(r"Reason: (\w+)", out.stdout)
+    return match.group(1), reason.group(1) if reason else ""
+
+
+def test_openssl_agrees_on_authentication_certificates_and_after_a_death(
+    app: FastAPI, national_db: Session, openssl: str, tmp_path: Path
+) -> None:
+    living_code = seed_identity(national_db)
+    lost_code = seed_identity(national_db, name="鈴木　一郎")
+    dead_code = seed_identity(national_db, name="高橋　三郎")
+    living, _ = issue_card(national_db, living_code)
+    lost, secret = issue_card(national_db, lost_code)
+    dead, _ = issue_card(national_db, dead_code)
+    service.suspend_with_secret(national_db, card_number=lost, secret=secret)
+    change_identity(national_db, dead_code, change_kind="death", status="removed", removal_reason="death")
+    assert service.sweep_identity_changes(national_db).cards_revoked == 1
+    national_db.commit()
+
+    root = jpki.ca_certificate_pem(national_db, "root")
+    files: dict[tuple[str, str], Path] = {}
+    for kind in CertificateKind:
+        issuer = tmp_path / f"{kind.value}-ca.pem"
+        issuer.write_text(jpki.ca_certificate_pem(national_db, kind.value))
+        (tmp_path / f"{kind.value}-chain.pem").write_text(root + issuer.read_text())
+        for label, number in (("living", living), ("lost", lost), ("dead", dead)):
+            path = tmp_path / f"{kind.value}-{label}.pem"
+            path.write_bytes(pem(service.read_certificate(national_db, card_number=number, kind=kind)))
+            files[(kind.value, label)] = path
+
+    with served(app) as base:
+        verify: dict[tuple[str, str], int] = {}
+        ocsp: dict[tuple[str, str], tuple[str, str]] = {}
+        for kind in CertificateKind:
+            der = tmp_path / f"{kind.value}.crl"
+            der.write_bytes(httpx.get(f"{base}/card/v1/jpki/crl/{kind.value}.crl", timeout=10).content)
+            crl = tmp_path / f"{kind.value}-crl.pem"
+            assert (
+                run_openssl(openssl, "crl", "-inform", "DER", "-in", str(der), "-out", str(crl)).returncode
+                == 0
+            )
+            chain = tmp_path / f"{kind.value}-chain.pem"
+            # The CRL is signed by the issuing CA: openssl checks that signature too.
+            checked = run_openssl(openssl, "crl", "-in", str(crl), "-noout", "-CAfile", str(chain))
+            assert "verify OK" in checked.stdout + checked.stderr
+            for label in ("living", "lost", "dead"):
+                cert = files[(kind.value, label)]
+                verify[(kind.value, label)] = run_openssl(
+                    openssl, "verify", "-crl_check", "-CAfile", str(chain), "-CRLfile", str(crl), str(cert)
+                ).returncode
+                ocsp[(kind.value, label)] = _ocsp_verdict(
+                    openssl, base, tmp_path / f"{kind.value}-ca.pem", chain, cert
+                )
+    for kind in ("auth", "signing"):
+        assert (verify[(kind, "living")], verify[(kind, "lost")], verify[(kind, "dead")]) == (0, 2, 2)
+        assert ocsp[(kind, "living")] == ("good", "")
+        assert ocsp[(kind, "lost")] == ("revoked", "certificateHold")
+        assert ocsp[(kind, "dead")] == ("revoked", "cessationOfOperation")
+    # And the system says the same.
+    for label, number in (("living", living), ("lost", lost), ("dead", dead)):
+        statuses = {
+            c.kind: c.status for c in service.card_view(national_db, _card(national_db, number)).certificates
+        }
+        assert set(statuses.values()) == {"living": {"good"}, "lost": {"hold"}, "dead": {"revoked"}}[label]
+
+
+def _card(db: Session, number: str) -> Card:
+    card = repository.card_by_number(db, number)
+    assert card is not None
+    return card
 
 
 def test_the_authentication_certificate_carries_no_personal_facts(national_db: Session) -> None:

@@ -6,7 +6,9 @@ test's transactions). The end-to-end test at the bottom runs `jumin serve` for r
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ import httpx
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from jumin.accounts import service as accounts
@@ -41,6 +43,7 @@ from jumin.core.replication import (
 )
 from jumin.db import unit_of_work
 from jumin.keys import load_or_create_ed25519
+from jumin.network.agencies import service as agencies
 from jumin.network.identity import service
 from jumin.network.identity.domain import TimelineEntry, lay_out
 from jumin.network.identity.models import (
@@ -600,9 +603,32 @@ def _staff(municipal: Engine, lg_code: str, name: str) -> Clerk:
     return Clerk(f"clerk-{lg_code}", new.password, new.totp_secret)
 
 
-def _login(http: httpx.Client, clerk: Clerk) -> Clerk:
+def _national_staff(national: Engine, org: str, kind: OrganisationKind, role: Role, name: str) -> Clerk:
+    with unit_of_work(national) as session:
+        accounts.ensure_organisation(session, code=org, kind=kind, name=name)
+        new = accounts.create_staff(
+            session, actor=None, organisation_code=org, login=f"{role}-{org}", display_name=name, roles=[role]
+        )
+    return Clerk(f"{role}-{org}", new.password, new.totp_secret)
+
+
+def _agency(http: httpx.Client, national: Engine, org: str, task: str) -> dict[str, str]:
+    """An agency client registered by the national operator, holding ``task``: its bearer header."""
+    with unit_of_work(national) as session:
+        new = agencies.register_agency_client(
+            session, actor=None, organisation_code=org, name="照会システム", organisation_name=f"{org} 機関"
+        )
+        agencies.grant_task(session, actor=None, client_id=new.client_id, task_code=task)
     r = http.post(
-        "/auth/login",
+        "/network/v1/auth/token", json={"client_id": new.client_id, "client_secret": new.client_secret}
+    )
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def _login(http: httpx.Client, clerk: Clerk, path: str = "/auth/login") -> Clerk:
+    r = http.post(
+        path,
         json={"login": clerk.login, "password": clerk.password, "totp": pyotp.TOTP(clerk.totp_secret).now()},
     )
     assert r.status_code == 200, r.text
@@ -623,11 +649,125 @@ def _day(offset: int) -> str:
     return (today() + dt.timedelta(days=offset)).isoformat()
 
 
+TASK = "pension-benefit"
+TOKYO, HOKKAIDO = "130001", "010006"
+
+
+def _ok(http: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    r = http.post(path, json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _agency_meets_the_family(
+    http: httpx.Client, agency: dict[str, str], family: list[str], sato: str
+) -> dict[str, str]:
+    """Lookups by code and by four facts, then a batch; returns the agency's codes of the family."""
+    father, mother, baby = family
+    found = _ok(http, "/network/v1/lookups/by-resident-code", {"task": TASK, "resident_code": father}, agency)
+    assert found["address"].startswith("東京都千代田区千代田一丁目1番1号")
+    assert (found["status"], found["resident_code"]) == ("live", father)
+    assert IndividualNumber.parse(found["individual_number"])  # this task receives it
+    codes = {father: found["agency_code"]}
+    facts = {
+        "name_kana": "やまだ はなこ",
+        "birth_date": "昭和57年6月15日",
+        "sex": "女",
+        "address": "東京都千代田区",
+    }
+    candidates = _ok(http, "/network/v1/lookups/by-four-facts", {"task": TASK, **facts}, agency)["candidates"]
+    assert (candidates[0]["exact"], candidates[0]["person"]["resident_code"]) == (True, mother)
+    codes[mother] = candidates[0]["person"]["agency_code"]
+
+    nobody = resident_code()
+    csv_body = f"ref,resident_code\nbaby,{baby}\nsato,{sato}\nnobody,{nobody}\n".encode()
+    r = http.post(
+        "/network/v1/batches",
+        params={"task": TASK, "kind": "resident_code"},
+        content=csv_body,
+        headers={**agency, "Content-Type": "text/csv"},
+    )
+    assert r.status_code == 202, r.text
+    batch = f"/network/v1/batches/{r.json()['id']}"
+    status: dict[str, Any] = {}
+
+    def finished() -> bool:
+        status.update(http.get(batch, params={"task": TASK}, headers=agency).json())
+        return status["status"] in ("done", "failed", "rejected")
+
+    _wait_for("the batch", finished)
+    assert (status["status"], status["processed_rows"], status["total_rows"]) == ("done", 3, 3)
+    assert (status["matched"], status["not_found"]) == (2, 1)
+    result = http.get(f"{batch}/result", params={"task": TASK}, headers=agency)
+    rows = list(csv.DictReader(io.StringIO(result.text)))
+    assert [(row["ref"], row["match"]) for row in rows] == [
+        ("baby", "matched"),
+        ("sato", "matched"),
+        ("nobody", "not_found"),
+    ]
+    assert rows[0]["address"].startswith("東京都千代田区")
+    assert rows[1]["address"].startswith("北海道札幌市")
+    codes[baby] = rows[0]["agency_code"]
+
+    r = http.put(
+        f"/network/v1/subscriptions/{TASK}", json={"events": ["death", "move_in", "move_out"]}, headers=agency
+    )
+    assert r.status_code == 200, r.text
+    return codes
+
+
+def _agency_follows_the_family(
+    http: httpx.Client, agency: dict[str, str], codes: dict[str, str], family: list[str]
+) -> None:
+    father = family[0]
+    events: list[dict[str, Any]] = []
+    cursor: dict[str, str] = {}
+
+    def death_seen() -> bool:
+        page = http.get("/network/v1/feed", params={"task": TASK, **cursor}, headers=agency).json()
+        events.extend(page["events"])
+        cursor["after"] = page["next_cursor"]
+        return any(e["event"] == "death" for e in events)
+
+    _wait_for("the death in the change feed", death_seen)
+    seen = {(e["event"], e["person"]["resident_code"]) for e in events}
+    expected = {(kind, c) for kind in ("move_out", "move_in") for c in family} | {("death", father)}
+    assert expected <= seen
+    # Only the persons the agency knows, each under the code it was given before the move.
+    assert {e["person"]["resident_code"]: e["person"]["agency_code"] for e in events} == codes
+    cursors = [int(e["cursor"]) for e in events]
+    assert cursors == sorted(set(cursors))
+
+    now = _ok(http, "/network/v1/lookups/by-resident-code", {"task": TASK, "resident_code": father}, agency)
+    assert (now["status"], now["removal_reason"]) == ("removed", "death")
+    assert now["address"].startswith("北海道札幌市")
+    then = _ok(
+        http, "/network/v1/lookups/as-of", {"task": TASK, "resident_code": father, "on": _day(-1)}, agency
+    )
+    assert then["address"].startswith("東京都千代田区")
+
+
+def _prefectures_see_their_own_residents(http: httpx.Client, national: Engine, code: str) -> None:
+    def clerk(org: str, name: str) -> dict[str, str]:
+        staff = _national_staff(national, org, OrganisationKind.PREFECTURE, Role.CLERK, name)
+        return _login(http, staff, "/network/v1/auth/login").headers
+
+    hokkaido, tokyo = clerk(HOKKAIDO, "北海道"), clerk(TOKYO, "東京都")
+    body = {"task": "local-tax-assessment", "resident_code": code}
+    assert _ok(http, "/network/v1/lookups/by-resident-code", body, hokkaido)["address"].startswith("北海道")
+    refused = http.post("/network/v1/lookups/by-resident-code", json=body, headers=tokyo)
+    assert refused.status_code == 403
+    assert refused.json()["type"] == "urn:jumin:problem:outside-area"
+    # Tokyo may still see where the person lived in Tokyo, on a date they lived there.
+    then = _ok(http, "/network/v1/lookups/as-of", {**body, "on": _day(-1)}, tokyo)
+    assert then["address"].startswith("東京都千代田区")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_municipalities_and_the_national_server_over_http(backend: str, tmp_path: Path) -> None:
     with deployment(backend, tmp_path, "e2e") as d:
-        municipal = d.engine("municipal")
+        municipal, national = d.engine("municipal"), d.engine("national")
         ch, sp = _staff(municipal, CHIYODA, "千代田区"), _staff(municipal, SAPPORO, "札幌市")
         # The loopback relay of `jumin serve`: keys registered by the server itself.
         server = Server(d, relay_interval=0.3).start()
@@ -690,7 +830,7 @@ def test_two_municipalities_and_the_national_server_over_http(backend: str, tmp_
                     "household": {"household_id": household, "version": version},
                 },
             )
-            event(
+            sato = event(
                 sp,
                 "move-in-from-abroad",
                 {
@@ -701,6 +841,16 @@ def test_two_municipalities_and_the_national_server_over_http(backend: str, tmp_
                 },
             )
             movers = [*family["person_ids"], *baby["person_ids"]]
+
+            def drained() -> bool:
+                return all(not read(c, "/registry/outbox", undelivered_only="true") for c in (ch, sp))
+
+            # A pension agency meets the family in Chiyoda: lookups, a batch, a subscription.
+            _wait_for("the births and arrivals to reach the national store", drained)
+            codes = [read(ch, f"/registry/persons/{p}")["resident_code"] for p in movers]
+            sato_code = read(sp, f"/registry/persons/{sato['person_ids'][0]}")["resident_code"]
+            pension = _agency(http, national, "nenkin", TASK)
+            agency_codes = _agency_meets_the_family(http, pension, codes, sato_code)
             event(
                 ch,
                 "move-out",
@@ -750,14 +900,30 @@ def test_two_municipalities_and_the_national_server_over_http(backend: str, tmp_
                     "remaining_head_person_id": mother,
                 },
             )
-            _wait_for(
-                "the outbox to drain",
-                lambda: all(not read(c, "/registry/outbox", undelivered_only="true") for c in (ch, sp)),
-            )
+            _wait_for("the outbox to drain", drained)
             assert read(sp, "/registry/arrivals") == []
             assert [a["arrived"] for a in read(sp, "/registry/arrivals", include_arrived="true")] == [
                 True
             ] * 3
+
+            # The agency follows them to Sapporo through the change feed; the prefectures
+            # see them only while they live in their area; the access log names who looked.
+            _agency_follows_the_family(http, pension, agency_codes, codes)
+            _prefectures_see_their_own_residents(http, national, codes[0])
+            auditor = _login(
+                http,
+                _national_staff(
+                    national, "national", OrganisationKind.NATIONAL, Role.AUDITOR, "全国センター"
+                ),
+                "/network/v1/auth/login",
+            )
+            r = http.get(f"/network/v1/access-log/{codes[0]}", headers=auditor.headers)
+            assert r.status_code == 200, r.text
+            assert {(e["organisation_code"], e["task_code"]) for e in r.json()} == {
+                ("nenkin", TASK),
+                (HOKKAIDO, "local-tax-assessment"),
+                (TOKYO, "local-tax-assessment"),  # as of the day before the move
+            }
         finally:
             server.stop()
 
@@ -778,7 +944,7 @@ def test_two_municipalities_and_the_national_server_over_http(backend: str, tmp_
             }
         assert summary == {CHIYODA: (True, 0, 0), SAPPORO: (True, 4, 4)}
 
-        national_db = d.engine("national")
+        national_db = national
         with national_db.connect() as conn:
             codes = [p["resident_code"] for p in people]
             held = conn.execute(
@@ -793,3 +959,29 @@ def test_two_municipalities_and_the_national_server_over_http(backend: str, tmp_
         with municipal.connect() as conn:
             sent = conn.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
         assert tuple(inbox) == (sent, sent)
+
+        # Reconcile finds what differs: the mother's name altered behind the network's back.
+        mother = codes[1]
+        with national.begin() as conn:
+            conn.execute(
+                update(IdentityRecord).where(IdentityRecord.resident_code == mother).values(name="山田　英子")
+            )
+        if backend == "sqlite":
+            tampered = d.jumin("network", "reconcile", "--lg", SAPPORO)
+            assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+            lines = [json.loads(line) for line in tampered.stdout.splitlines()]
+            assert (lines[0]["clean"], lines[0]["differences"]) == (False, 1)
+            assert lines[1:] == [
+                {
+                    "lg_code": SAPPORO,
+                    "resident_code": mother,
+                    "difference": "fields",
+                    "fields": ["name"],
+                    "national_lg_code": SAPPORO,
+                }
+            ]
+        else:
+            report = reconcile(lg_codes=[SAPPORO], municipal_engine=municipal, national_db=national)
+            assert [(x.resident_code, x.kind, x.fields) for x in report.differences] == [
+                (mother, DifferenceKind.FIELDS, ("name",))
+            ]

@@ -7,8 +7,10 @@ units of work join the test's transaction, so each test sees both sides and leav
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -249,3 +251,83 @@ def test_an_identity_change_carries_the_identity_only(db: Session, post: Post, c
     }
     assert "honseki" not in str(message)
     assert message["seq"] == 1
+
+
+class _RecordingStop(threading.Event):
+    """A stop event that is never set and records each back-off instead of sleeping it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout or 0.0)
+        return False
+
+
+def _offline_relay(tmp_path: Path, answer: Callable[[httpx.Request], httpx.Response]) -> relay_service.Relay:
+    return relay_service.Relay(
+        url="http://national.invalid",
+        http=httpx.Client(transport=httpx.MockTransport(answer)),
+        stop=_RecordingStop(),
+        attempts=8,
+        base_delay=0.25,
+        max_delay=8.0,
+        key_dir=tmp_path,
+    )
+
+
+_BATCH = relay_service.OutgoingBatch(
+    sender=CHIYODA, first_id=1, last_id=1, messages=({"idempotency_key": "k-1", "seq": 1},)
+)
+
+
+def test_each_retry_waits_twice_as_long_up_to_a_cap_and_is_signed_afresh(tmp_path: Path) -> None:
+    bodies: list[bytes] = []
+
+    def away(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        return httpx.Response(503, json={"type": "urn:jumin:problem:internal-error"})
+
+    relay = _offline_relay(tmp_path, away)
+    with pytest.raises(relay_service.RelayUnavailable):
+        relay.send(_BATCH)
+    assert len(bodies) == 8
+    assert len(set(bodies)) == 8  # a new nonce and time each attempt: a retry is never a replay
+    waits = relay.stop.waits  # type: ignore[attr-defined]
+    assert len(waits) == 7  # none after the last attempt
+    for attempt, waited in enumerate(waits, start=1):
+        nominal = min(8.0, 0.25 * 2 ** (attempt - 1))  # 0.25, 0.5, 1, 2, 4, 8, 8
+        assert nominal * 0.5 <= waited <= nominal, (attempt, waited)
+
+
+@pytest.mark.parametrize(
+    ("status", "problem", "retried"),
+    [
+        (403, "urn:jumin:problem:unknown-municipality", False),
+        (401, "urn:jumin:problem:replication-refused", False),
+        (409, "urn:jumin:problem:replication-conflict", False),
+        (409, "urn:jumin:problem:replication-race", True),
+        (429, "urn:jumin:problem:too-many-requests", True),
+    ],
+)
+def test_refusals_are_not_retried_and_races_are(
+    tmp_path: Path, status: int, problem: str, retried: bool
+) -> None:
+    calls = {"n": 0}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return httpx.Response(status, json={"type": problem, "title": "t", "detail": "d"})
+        return httpx.Response(200, json={"results": [{"idempotency_key": "k-1", "status": "applied"}]})
+
+    relay = _offline_relay(tmp_path, answer)
+    if retried:
+        assert relay.send(_BATCH) == {"k-1": "applied"}
+        assert calls["n"] == 2
+    else:
+        with pytest.raises(relay_service.RelayRefused, match=str(status)):
+            relay.send(_BATCH)
+        assert calls["n"] == 1
+        assert relay.stop.waits == []  # type: ignore[attr-defined]

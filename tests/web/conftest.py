@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+
+# Certificates issued at the window are signed with a key encrypted with this; set before
+# any certificate code reads it.
+os.environ.setdefault("JUMIN_CA_PASSPHRASE", "test-ca-passphrase")
 import shutil
 import socket
 import threading
@@ -24,15 +28,18 @@ import uvicorn
 from sqlalchemy import Engine
 
 from jumin.accounts import service as accounts
-from jumin.accounts.domain import Role
+from jumin.accounts.domain import OrganisationKind, Role
 from jumin.app import create_app
 from jumin.db import make_engine, unit_of_work
 from jumin.demo import DEMO_MUNICIPALITY, DemoCredential, seed
 from jumin.demo_residents import seed_residents
+from jumin.loopback import register_local_keys
 from jumin.network_client import InProcessNetworkClient
+from jumin.registry.relay import Relay, RelayReport
 from jumin.web.security import COOKIE_PATH, SESSION_COOKIE
 from tests import factories
 from tests.conftest import STRICT, fresh_database_url
+from tests.web.scenario import World
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The flags that keep Chromium off the network on these machines (no update checks,
@@ -65,11 +72,35 @@ class LiveServer:
     engine: Engine
     network: InProcessNetworkClient
     credentials: dict[str, DemoCredential]
+    national: Engine
 
-    def staff(self, *roles: Role, org: str = CHIYODA) -> factories.Staff:
+    def relay(self) -> RelayReport:
+        """One cycle of the relay against the server, as `jumin serve` runs it every few seconds."""
+        register_local_keys(self.engine, self.national)
+        worker = Relay(url=self.url, engine=self.engine)
+        try:
+            report = worker.run_once()
+        finally:
+            worker.close()
+        assert not report.errors, report.errors
+        return report
+
+    @property
+    def world(self) -> World:
+        """The scenario helpers (tests/web/scenario.py) on the server's own databases."""
+        return World(
+            municipal=lambda: unit_of_work(self.engine),
+            national=lambda: unit_of_work(self.national),
+            network=self.network,
+            relay=self.relay,
+        )
+
+    def staff(
+        self, *roles: Role, org: str = CHIYODA, kind: OrganisationKind = OrganisationKind.MUNICIPALITY
+    ) -> factories.Staff:
         """A fresh account per test: a TOTP code logs in once, so tests never share one."""
         with unit_of_work(self.engine) as session:
-            return factories.staff(session, *roles, org=org)
+            return factories.staff(session, *roles, org=org, kind=kind)
 
     def token(self, who: factories.Staff) -> str:
         with unit_of_work(self.engine) as session:
@@ -101,7 +132,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the test server did not start")
         time.sleep(0.02)
-    yield LiveServer(f"http://127.0.0.1:{port}", engine, network, credentials)
+    yield LiveServer(f"http://127.0.0.1:{port}", engine, network, credentials, national)
     server.should_exit = True
     thread.join(10)
     sock.close()

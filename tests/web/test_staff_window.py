@@ -15,13 +15,16 @@ import pyotp
 import pytest
 from sqlalchemy import update
 
-from jumin.accounts.domain import Role
+from jumin.accounts.domain import OrganisationKind, Role
 from jumin.accounts.models import ApiToken, StaffAccount
 from jumin.core.wareki import format_wareki
 from jumin.db import unit_of_work
 from jumin.registry.service import EVENT_COMMANDS
 from jumin.web.views import NEW_RECORD_SLUGS
+from tests.web import scenario
 from tests.web.conftest import LiveServer, jst_today, shot, sign_in
+from tests.web.scenario import SAPPORO
+from tests.web.test_window_screens import _request_extraction
 
 pytestmark = pytest.mark.slow
 
@@ -360,4 +363,81 @@ def test_no_page_has_a_serious_or_critical_axe_violation(
     check(label="audit")
     check("/staff/audit/chain", "audit chain page")
     check("/staff/no-such-page", "not found page")
+
+    # The window's other screens, each in its states (tests/web/test_window_screens.py drives them).
+    world = live_server.world
+    check("/staff/certificates", "certificate start")
+    check(f"/staff/certificates?person={person}", "certificate form")
+    page.get_by_role("button", name="プレビュー").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("プレビュー")
+    check(label="certificate preview")
+    page.get_by_role("button", name="交付する").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("証明書を交付しました")
+    check(label="certificate issued")
+    page.goto(f"/staff/certificates?person={person}")
+    page.get_by_role("radio", name="第三者").check()
+    page.get_by_role("button", name="プレビュー").click()
+    check(label="certificate form with errors")
+
+    holder = scenario.arrive_from_abroad(world, family=("検査", "ケンサ"))[0]
+    live_server.relay()
+    number = scenario.issue_card(world, holder, hand_over=False)
+    check("/staff/cards", "cards")
+    check(f"/staff/cards/{number}", "card (ready)")
+    check(f"/staff/cards/{number}/hand-over", "card hand-over")
+    page.get_by_role("button", name="カードを交付する").click()
+    check(label="card hand-over with errors")
+    page.get_by_label("運転免許証").check()
+    page.get_by_label("利用者証明用電子証明書の暗証番号").fill(scenario.AUTH_PIN)
+    page.get_by_label("署名用電子証明書を発行する").uncheck()
+    page.get_by_role("button", name="カードを交付する").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("カードを交付しました")
+    check(label="card handed over")
+    check(f"/staff/cards/{number}/pin-reset", "card PIN reset")
+    page.get_by_role("button", name="暗証番号を再設定する").click()
+    check(label="card PIN reset with errors")
+
+    check("/staff/protection-orders", "protection orders (none)")
+    check(f"/staff/protection-orders/new?person={holder.person_id}", "protection order form")
+    page.get_by_role("button", name="支援措置を登録する").click()
+    check(label="protection order form with errors")
+    page.get_by_label("相手方1の氏名").fill("加害　花子")
+    page.get_by_role("button", name="支援措置を登録する").click()
+    check(label="protection orders")
+    page.get_by_role("link", name=re.compile("終了する")).first.click()
+    check(label="protection order end")
+
+    people, _ = scenario.moving_household(world, family=("点検", "テンケン"))
+    context.clear_cookies()
+    sign_in(context, live_server, live_server.staff(Role.CLERK, org=SAPPORO))
+    check("/staff/arrivals", "arrivals")
+    page.get_by_role("link", name=people[0].name).click()
+    check(label="arrival form")
+    page.get_by_label("町名・番地").fill("")
+    page.get_by_role("button", name="転入を記録する").click()
+    check(label="arrival form with errors")
+    page.get_by_label("町名・番地").fill("北1条西2丁目1番")
+    page.get_by_role("button", name="転入を記録する").click()
+    expect(page.get_by_text("全国センターへの転入の反映を待っています")).to_be_visible()
+    check(label="card continued use (waiting)")
+    live_server.relay()
+    button = page.get_by_role("button", name=re.compile("継続利用を記録する"))
+    expect(button).to_be_visible(timeout=15_000)
+    check(label="card continued use (form)")
+    button.click()
+    check(label="card continued use with errors")
+    page.get_by_label("運転免許証").check()
+    page.get_by_role("button", name=re.compile("継続利用を記録する")).click()
+    check(label="card continued use (done)")
+
+    extraction = _request_extraction(live_server)
+    context.clear_cookies()
+    operator = live_server.staff(Role.OPERATOR, Role.AUDITOR, org="national", kind=OrganisationKind.NATIONAL)
+    sign_in(context, live_server, operator)
+    check("/staff/approvals", "approvals")
+    page.get_by_role("button", name=re.compile(f"却下する.*{extraction[:8]}")).click()
+    check(label="approvals decided")
+    page.goto("/staff/audit?log=national")
+    expect(page.locator("#chain-status")).to_be_visible()
+    check(label="national audit log")
     assert found == {}, "\n".join(f"{page}: {problems}" for page, problems in found.items())

@@ -74,6 +74,11 @@ class AuditAction(StrEnum):
     REPLICATION_BATCH_SENT = "registry.replication_batch_sent"
     EXPECTED_ARRIVALS_RECEIVED = "registry.expected_arrivals_received"
     REGISTRY_RECONCILE_DIGEST = "registry.reconcile_digest"
+    # --- bulk interchange (interchange/) ---
+    REGISTER_IMPORTED = "interchange.imported"
+    REGISTER_EXPORTED = "interchange.exported"
+    NATIONAL_SEEDED = "interchange.national_seeded"
+    # --- end interchange ---
     # The agency side of the national network (network/agencies).
     AGENCY_CLIENT_REGISTERED = "network.agency_client_registered"
     AGENCY_TASK_GRANTED = "network.agency_task_granted"
@@ -108,6 +113,7 @@ class AuditAction(StrEnum):
     CARD_REVOKED = "card.revoked"
     CARD_PIN_RESET = "card.pin_reset"
     CARD_PIN_FAILED = "card.pin_failed"
+    CARD_CONTINUED_USE = "card.continued_use"  # 転入後の継続利用 (券面の住所の追記)
     CARD_RENEWAL_NOTICES = "card.renewal_notices"
     CARD_EXPIRY_RUN = "card.expiry_run"
     CARD_IDENTITY_SWEEP = "card.identity_sweep"

@@ -18,7 +18,7 @@ from jumin.accounts.domain import OrganisationKind, Principal, Role
 from jumin.accounts.service import actor_of
 from jumin.api_support import PROBLEM_RESPONSES, PUBLIC, NationalSessionDep, require
 from jumin.card import fourfacts, service
-from jumin.card.access import BusinessDep, ResidentDep
+from jumin.card.access import RESIDENT, BusinessDep, ResidentDep
 from jumin.card.domain import fiscal_year_label
 from jumin.card.jpki import service as jpki
 from jumin.card.schemas import (
@@ -27,6 +27,7 @@ from jumin.card.schemas import (
     AuthoritiesOut,
     BusinessIn,
     BusinessOut,
+    BusinessSummaryOut,
     CardOut,
     CertificateOut,
     CertificatesIn,
@@ -543,6 +544,15 @@ def consent_out(view: fourfacts.ConsentView) -> ConsentOut:
         consented_on=view.consented_on,
         withdrawn_at=view.withdrawn_at,
     )
+
+
+@router.get(
+    "/me/four-facts-businesses",
+    dependencies=[Depends(RESIDENT)],
+    summary="同意できる事業者 (署名検証者) の一覧",
+)
+def consentable_businesses(session: NationalSessionDep) -> list[BusinessSummaryOut]:
+    return [BusinessSummaryOut(code=b.code, name=b.name) for b in fourfacts.verifier_businesses(session)]
 
 
 @router.get("/me/four-facts-consents", summary="最新4情報提供への同意の一覧")

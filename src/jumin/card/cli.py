@@ -1,18 +1,24 @@
 """`jumin card`: the national operator's commands (CA, production, setup, notices, sweeper,
-expiry, four-facts deliveries, reports) and the software card reader for the demo.
+expiry, four-facts deliveries, reports), the worker that runs the sweeper and the
+deliveries continuously, and the software card reader for the demo.
 
-Every command runs in one unit of work on the national database. Window operations
-(application, hand-over, PIN reset, lifting a suspension) are the clerks' and go
-through the API (docs/card.md).
+Every command runs in one unit of work on the national database (the worker: one per
+step of each round). Window operations (application, hand-over, PIN reset, lifting a
+suspension) are the clerks' and go through the API (docs/card.md).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import getpass
+import logging
+import signal
 import sys
+import threading
 from base64 import b64decode, b64encode
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -24,7 +30,10 @@ from jumin.card import fourfacts, service
 from jumin.card.domain import CertificateKind, fiscal_year_label, today_jst
 from jumin.card.jpki import service as jpki
 from jumin.cli_support import command_unit, fail, print_json
-from jumin.db import national_engine
+from jumin.config import get_settings
+from jumin.db import national_engine, unit_of_work, utcnow
+
+log = logging.getLogger("jumin.card.worker")
 
 app = typer.Typer(help="マイナンバーカード・公的個人認証 (全国センター)", no_args_is_help=True)
 ca_app = typer.Typer(help="認証局", no_args_is_help=True)
@@ -166,6 +175,85 @@ def business(
     )
 
 
+def worker_round(*, expired_on: dt.date | None, post: fourfacts.Poster) -> tuple[dict[str, object], bool]:
+    """One round of the worker: sweep, deliver, and the expiry run once per JST day.
+
+    Each step is its own unit of work, so a failing webhook receiver or a bad row never
+    holds back the revocations. Returns the counts (with ``expired_on``, the day the
+    expiry last ran) and whether every step succeeded.
+    """
+    report: dict[str, object] = {}
+    ok = True
+    today = today_jst(utcnow())
+    try:
+        with unit_of_work(national_engine()) as session:
+            r = service.sweep_identity_changes(session)
+        report["sweep"] = {
+            "history_rows": r.history_rows,
+            "signing_revoked": r.signing_revoked,
+            "cards_revoked": r.cards_revoked,
+            "provisions": r.provisions,
+        }
+    except Exception as exc:  # logged and retried next round; the worker must not die
+        log.exception("card sweep failed", extra={"error": type(exc).__name__})
+        ok = False
+    try:
+        with unit_of_work(national_engine()) as session:
+            d = fourfacts.deliver_webhooks(session, post=post)
+        report["deliver"] = {"attempted": d.attempted, "delivered": d.delivered, "failed": d.failed}
+    except Exception as exc:
+        log.exception("four-facts delivery failed", extra={"error": type(exc).__name__})
+        ok = False
+    if expired_on != today:
+        try:
+            with unit_of_work(national_engine()) as session:
+                cards, certs = service.expire(session, actor=_operator())
+            report["expire"] = {"cards": cards, "certificates": certs}
+            expired_on = today
+        except Exception as exc:
+            log.exception("card expiry run failed", extra={"error": type(exc).__name__})
+            ok = False
+    report["expired_on"] = expired_on.isoformat() if expired_on else None
+    return report, ok
+
+
+@app.command("worker")
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="1回だけ実行して終了する (失敗があれば終了コード1)")
+    ] = False,
+    interval: Annotated[float, typer.Option("--interval", min=1.0, help="常駐時の実行間隔 (秒)")] = 30.0,
+) -> None:
+    """常駐処理: 本人確認情報の変更の取り込み (署名用の自動失効・カードの失効・最新4情報)、
+    Webhook の送信、1日1回の有効期限切れ処理。停止は Ctrl-C または SIGTERM。"""
+    from jumin.logging import configure
+
+    configure(get_settings().log_level)
+    post = fourfacts.httpx_poster()
+    if once:
+        report, ok = worker_round(expired_on=None, post=post)
+        print_json(report)
+        if not ok:
+            raise typer.Exit(1)
+        return
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    typer.echo(f"{interval:g} 秒ごとに実行します (停止: Ctrl-C)", err=True)
+    expired_on: dt.date | None = None
+    while not stop.is_set():
+        report, _ok = worker_round(expired_on=expired_on, post=post)
+        last = report.get("expired_on")
+        expired_on = dt.date.fromisoformat(last) if isinstance(last, str) else None
+        log.info("card worker round", extra={"report": report})
+        stop.wait(interval)
+
+
 # --- reports ---------------------------------------------------------------------------------------
 
 
@@ -272,13 +360,22 @@ def reader_sign(
     card_number: Annotated[str, typer.Argument(help="カード番号")],
     data: Annotated[str, typer.Option(help="署名するバイト列 (Base64、ログインの to_sign)")],
     kind: Annotated[CertificateKind, typer.Option(help="auth / signing")] = CertificateKind.AUTH,
-    pin: Annotated[str, typer.Option(prompt="暗証番号", hide_input=True, help="暗証番号")] = "",
+    pin: Annotated[
+        str | None,
+        typer.Option(help="暗証番号 (省略時は端末で尋ねます。コマンド行の値は他の利用者に見えます)"),
+    ] = None,
 ) -> None:
-    """カードのICチップで署名する (暗証番号を誤ると残り回数が減り、ロックされます)。"""
+    """カードのICチップで署名し、署名 (Base64) だけを標準出力に書く。
+
+    暗証番号を誤ると残り回数が減り、0回でロックされます (解除は窓口の再設定)。
+    """
     try:
         payload = b64decode(data, validate=True)
     except ValueError:
         fail("--data は Base64 で指定してください。")
+    if pin is None:
+        # The prompt goes to the terminal, never to stdout: SIG=$(jumin card reader sign ...) works.
+        pin = getpass.getpass("暗証番号: ")
     with command_unit(national_engine()) as session:
         signature = service.sign_with_card(session, card_number=card_number, kind=kind, pin=pin, data=payload)
     typer.echo(b64encode(signature).decode())

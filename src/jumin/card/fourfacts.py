@@ -45,6 +45,7 @@ from jumin.keys import data_keyring
 
 __all__ = [
     "BusinessPrincipal",
+    "BusinessView",
     "ConsentView",
     "DeliveryReport",
     "NewBusiness",
@@ -57,6 +58,7 @@ __all__ = [
     "queue_provisions",
     "register_business",
     "sign_body",
+    "verifier_businesses",
     "withdraw",
 ]
 
@@ -74,6 +76,14 @@ _PAYLOAD_AAD = "four-facts-provision:"
 class BusinessPrincipal:
     business_id: int
     code: str
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessView:
+    """What a resident sees of a business when choosing whom to consent to."""
+
+    code: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +179,14 @@ def authenticate_business(session: Session, api_key: str) -> BusinessPrincipal:
     return BusinessPrincipal(business_id=business.id, code=business.code)
 
 
+def verifier_businesses(session: Session) -> list[BusinessView]:
+    """The active businesses a resident may consent to (the portal's choice list).
+
+    Public registration facts only (code and name), so nothing is audited.
+    """
+    return [BusinessView(code=b.code, name=b.name) for b in repository.businesses(session) if b.active]
+
+
 def _resident_actor(resident: ResidentPrincipal) -> Actor:
     return Actor(kind=ActorKind.RESIDENT, actor_id=resident.resident_code, organisation_code=NATIONAL)
 
@@ -192,9 +210,17 @@ def consent(
     scope: list[str],
     now: dt.datetime | None = None,
 ) -> ConsentView:
-    """The resident agrees that ``business_code`` receives the scoped facts on a change.
+    """The resident (logged in with the card) agrees that ``business_code`` receives the
+    new four facts in ``scope`` whenever their signing certificate is revoked because
+    one of them changed.
 
-    The business knows the resident by their signing certificate, so one must be valid.
+    ``scope`` is a non-empty subset of name, birth_date, sex, address (InvalidValue,
+    400, otherwise). The business knows the resident by the serial of the signing
+    certificate they signed with, so a ``good`` signing certificate on the logged-in
+    card is required (NotEligible, 409) and its serial is kept with the consent: every
+    later provision names that serial. One active consent per business (Conflict, 409);
+    an unknown or inactive business is NotFound (404). The consent, its scope and its
+    date (JST) are audited ``four_facts.consented``.
     """
     now = now or utcnow()
     fields = parse_scope(scope)
@@ -235,6 +261,11 @@ def consent(
 def withdraw(
     session: Session, *, resident: ResidentPrincipal, consent_id: int, now: dt.datetime | None = None
 ) -> ConsentView:
+    """The resident withdraws a consent: nothing is queued for that business from now on.
+
+    Only the resident's own consents (another's id is NotFound, 404, as an unknown one).
+    Withdrawing twice is harmless and audited once (``four_facts.consent_withdrawn``).
+    """
     now = now or utcnow()
     row = repository.consent(session, consent_id)
     if row is None or row.resident_code != resident.resident_code:
@@ -256,6 +287,7 @@ def withdraw(
 
 
 def consents_of(session: Session, *, resident: ResidentPrincipal) -> list[ConsentView]:
+    """The resident's active consents (withdrawn ones are not listed); audited as a read."""
     audit.record(
         session,
         actor=_resident_actor(resident),
@@ -281,7 +313,13 @@ def queue_provisions(
     changed_on: dt.date,
     now: dt.datetime,
 ) -> int:
-    """One provision per active consent; each audited. Returns how many were queued."""
+    """One provision per active consent; each audited. Returns how many were queued.
+
+    Each provision names the serial the consent was given with (the certificate the
+    business holds from the resident), not necessarily ``revoked_serial``: after a
+    second change the revoked certificate is one issued later, which the business may
+    never have seen. ``revoked_serial`` goes into the audit entry.
+    """
     queued = 0
     for row in repository.active_consents_of(session, resident_code):
         business = repository.business(session, row.business_id)
@@ -292,7 +330,7 @@ def queue_provisions(
             consent_id=row.id,
             resident_code=resident_code,
             prefecture_code=prefecture_code,
-            certificate_serial=revoked_serial,
+            certificate_serial=row.certificate_serial,
             changed_on=changed_on,
             payload_encrypted="",
             created_at=now,
@@ -303,8 +341,6 @@ def queue_provisions(
         provision.payload_encrypted = data_keyring().encrypt(
             json.dumps(scoped, ensure_ascii=False), f"{_PAYLOAD_AAD}{provision.id}"
         )
-        # The resident's current certificate is the revoked one; the next is issued at the
-        # window. The consent keeps following the person, by resident code.
         session.flush()
         audit.record(
             session,
@@ -313,7 +349,8 @@ def queue_provisions(
             target_kind="resident_code",
             target_id=resident_code,
             purpose=PURPOSE,
-            detail=f"business={business.code} delivery={provision.id} scope={row.scope}",
+            detail=f"business={business.code} delivery={provision.id} scope={row.scope}"
+            f" revoked={revoked_serial}",
         )
         queued += 1
     return queued

@@ -145,11 +145,14 @@ def produced_card_range(session: Session, *, after_id: int, limit: int) -> tuple
 
 
 def setup_verdicts(lo: int, hi: int) -> Any:
-    """Per produced card in [lo, hi]: its id, resident, municipality and why it cannot be set up.
+    """Per produced card in [lo, hi]: what setup needs to judge it, in one statement.
 
-    One statement for the whole chunk. ``reason`` is NULL for a card that matches: the
-    identity is live, its four facts equal those printed on the card, and no other card
-    of the same person, from a later application, is already set up or handed over.
+    Columns: id, resident_code, prefecture_code, lg_code (where the person is registered
+    now), reason, card_address, address_lg_code, address_line. ``reason`` is NULL when
+    the identity is live, its name, birth date and sex equal those printed on the card,
+    and no other card of the same person, from a later application, is already set up or
+    handed over. The address is compared by the caller, on the full written form
+    (``lookup.full_address``), which SQL cannot compose.
     """
     ident = lookup.current_identities()
     other = aliased(Card)
@@ -166,7 +169,6 @@ def setup_verdicts(lo: int, hi: int) -> Any:
                 ident.c.name != Card.name,
                 ident.c.birth_date != Card.birth_date,
                 ident.c.sex != Card.sex,
-                ident.c.address != Card.address,
             ),
             "four_facts_mismatch",
         ),
@@ -180,6 +182,9 @@ def setup_verdicts(lo: int, hi: int) -> Any:
             Card.prefecture_code,
             func.coalesce(ident.c.lg_code, Card.lg_code).label("lg_code"),
             reason.label("reason"),
+            Card.address.label("card_address"),
+            ident.c.address_lg_code,
+            ident.c.address.label("address_line"),
         )
         .outerjoin(ident, ident.c.resident_code == Card.resident_code)
         .where(Card.status == CardStatus.PRODUCED, Card.id.between(lo, hi))
@@ -189,27 +194,37 @@ def setup_verdicts(lo: int, hi: int) -> Any:
 def apply_setup(
     session: Session, lo: int, hi: int, *, batch_id: str, now: dt.datetime
 ) -> tuple[int, list[tuple[int, str, str, str, str]]]:
-    """Mark every matching card in [lo, hi] ready; return (count ready, mismatched rows)."""
-    verdicts = setup_verdicts(lo, hi).subquery()
-    mismatched = [
-        (int(r.id), r.resident_code, r.prefecture_code, r.lg_code, r.reason)
-        for r in session.execute(select(verdicts).where(verdicts.c.reason.is_not(None)))
-    ]
-    matched_ids = select(verdicts.c.id).where(verdicts.c.reason.is_(None))
-    result = session.execute(
-        update(Card)
-        .where(Card.id.in_(matched_ids))
-        .values(status=CardStatus.READY, setup_batch=batch_id, setup_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    ready = getattr(result, "rowcount", 0)
-    session.execute(
-        update(CardApplication)
-        .where(CardApplication.id.in_(select(Card.application_id).where(Card.setup_batch == batch_id)))
-        .where(CardApplication.status == ApplicationStatus.PRODUCED)
-        .values(status=ApplicationStatus.READY)
-        .execution_options(synchronize_session=False)
-    )
+    """Mark every matching card in [lo, hi] ready; return (count ready, mismatched rows).
+
+    A fixed number of statements whatever the chunk holds: the verdicts, two updates for
+    the matching cards and their applications, three for the others and the work list.
+    """
+    matched: list[int] = []
+    mismatched: list[tuple[int, str, str, str, str]] = []
+    for r in session.execute(setup_verdicts(lo, hi)):
+        why = r.reason
+        if why is None and lookup.full_address(r.address_lg_code, r.address_line) != r.card_address:
+            why = "four_facts_mismatch"
+        if why is None:
+            matched.append(int(r.id))
+        else:
+            mismatched.append((int(r.id), r.resident_code, r.prefecture_code, r.lg_code, why))
+    ready = 0
+    if matched:
+        result = session.execute(
+            update(Card)
+            .where(Card.id.in_(matched))
+            .values(status=CardStatus.READY, setup_batch=batch_id, setup_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        ready = int(getattr(result, "rowcount", 0) or 0)
+        session.execute(
+            update(CardApplication)
+            .where(CardApplication.id.in_(select(Card.application_id).where(Card.id.in_(matched))))
+            .where(CardApplication.status == ApplicationStatus.PRODUCED)
+            .values(status=ApplicationStatus.READY)
+            .execution_options(synchronize_session=False)
+        )
     if mismatched:
         ids = [m[0] for m in mismatched]
         session.execute(
@@ -239,7 +254,7 @@ def apply_setup(
                 for card_id, code, pref, lg, why in mismatched
             ],
         )
-    return int(ready or 0), mismatched
+    return ready, mismatched
 
 
 def open_work_items(session: Session, lg_code: str, *, limit: int) -> Sequence[CardWorkItem]:
@@ -290,9 +305,9 @@ def card_renewal_candidates(
 ) -> list[tuple[int, str, str, dt.date, str | None, str | None, str | None, str | None]]:
     """Live cards expiring by ``until`` without a notice, with the address as it is now.
 
-    (card id, resident code, prefecture, expires on, lg code now, name now, address now,
-    status now): the mailing address comes from the identity store at this moment, not
-    from the card (送付先情報の最新化).
+    (card id, resident code, prefecture, expires on, lg code now, name now, full address
+    now, status now): the mailing address comes from the identity store at this moment,
+    not from the card (送付先情報の最新化).
     """
     ident = lookup.current_identities()
     noticed = exists().where(
@@ -310,6 +325,7 @@ def card_renewal_candidates(
             ident.c.name,
             ident.c.address,
             ident.c.status,
+            ident.c.address_lg_code,
         )
         .outerjoin(ident, ident.c.resident_code == Card.resident_code)
         .where(
@@ -321,14 +337,14 @@ def card_renewal_candidates(
         .order_by(Card.id)
         .limit(limit)
     )
-    return [(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+    return [(int(r[0]), r[1], r[2], r[3], r[4], r[5], _written(r[8], r[6]), r[7]) for r in rows]
 
 
 def certificate_renewal_candidates(
     session: Session, *, until: dt.date, after_id: int, limit: int
 ) -> list[tuple[int, int, str, str, dt.date, str | None, str | None, str | None, str | None]]:
     """Unrevoked authentication certificates expiring by ``until`` (one per card) on cards
-    that outlive them, without a notice; address as it is now."""
+    that outlive them, without a notice; the full address as it is now."""
     ident = lookup.current_identities()
     noticed = exists().where(
         CardNotice.card_id == JpkiCertificate.card_id,
@@ -346,6 +362,7 @@ def certificate_renewal_candidates(
             ident.c.name,
             ident.c.address,
             ident.c.status,
+            ident.c.address_lg_code,
         )
         .join(Card, Card.id == JpkiCertificate.card_id)
         .outerjoin(ident, ident.c.resident_code == JpkiCertificate.resident_code)
@@ -361,7 +378,11 @@ def certificate_renewal_candidates(
         .order_by(JpkiCertificate.id)
         .limit(limit)
     )
-    return [(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows]
+    return [(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], _written(r[9], r[7]), r[8]) for r in rows]
+
+
+def _written(address_lg_code: str | None, line: str | None) -> str | None:
+    return None if address_lg_code is None or line is None else lookup.full_address(address_lg_code, line)
 
 
 def add_notices(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -386,12 +407,16 @@ def expired_live_cards(session: Session, *, before: dt.date, limit: int) -> Sequ
 
 
 def expire_certificates(session: Session, *, now: dt.datetime) -> int:
-    """Certificates past notAfter leave the CRL: they are marked, not revoked."""
+    """Certificates past notAfter leave the CRL: they are marked, not revoked.
+
+    The session's loaded rows are brought up to date ("fetch"): an OCSP answer or a
+    login later in the same unit of work must not see them as good.
+    """
     result = session.execute(
         update(JpkiCertificate)
         .where(JpkiCertificate.status == CertificateStatus.GOOD, JpkiCertificate.not_after < now)
         .values(status=CertificateStatus.EXPIRED)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -242,6 +242,11 @@ class ConsentOut(BaseModel):
     withdrawn_at: dt.datetime | None
 
 
+class BusinessSummaryOut(BaseModel):
+    code: str
+    name: str
+
+
 class BusinessIn(Strict):
     code: str = Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
     name: str = Field(min_length=1, max_length=200)

@@ -991,7 +991,16 @@ def reset_pin(
     identity_documents: list[IdentityDocument],
     now: dt.datetime | None = None,
 ) -> CardView:
-    """暗証番号の再設定 at the window: unlocks a locked PIN with a new one."""
+    """暗証番号の再設定 at the window: a new PIN for one slot, which also unlocks it.
+
+    The card is at the counter and the holder identified (one photo document or two
+    without, ``check_identity_documents``); the clerk's municipality must be the
+    holder's. The new PIN must follow the slot's rule (signing: 6–16 upper-case letters
+    and digits, both present; auth: 4 digits) and is stored only as an argon2id verifier
+    inside the chip; the try counter is full again (5 / 3). Works on an active or a
+    suspended card, not on a revoked one (CardStateError, 409). Audited
+    ``card.pin_reset``.
+    """
     now = now or utcnow()
     card = _card(session, card_number)
     if card.status not in LIVE_CARD_STATUSES:
@@ -1019,6 +1028,128 @@ def view_card(session: Session, *, actor: Actor, lg_code: str, card_number: str)
     if identity.lg_code != lg_code and card.lg_code != lg_code:
         raise CardNotFound("カード番号に該当するカードがありません。", field="card_number")
     _record(session, actor, AuditAction.CARD_VIEWED, card.resident_code, f"card={card_number}")
+    return card_view(session, card)
+
+
+@dataclass(frozen=True, slots=True)
+class CardFace:
+    """A card with what is printed on it (券面): the clerk matches it to the person at the window."""
+
+    card: CardView
+    resident_code: str
+    name: str
+    name_kana: str | None
+    birth_date: dt.date
+    sex: str
+    address: str
+
+
+def card_face(session: Session, *, actor: Actor, lg_code: str, card_number: str) -> CardFace:
+    """``view_card`` with the printed four facts, for the window's screens (audited as a view)."""
+    view = view_card(session, actor=actor, lg_code=lg_code, card_number=card_number)
+    card = _card(session, card_number)
+    return CardFace(
+        card=view,
+        resident_code=card.resident_code,
+        name=card.name,
+        name_kana=card.name_kana,
+        birth_date=card.birth_date,
+        sex=card.sex,
+        address=card.address,
+    )
+
+
+# 番号法 第17条・施行令 第14条 (unconfirmed article numbers): a card holder who moves in must
+# present the card within 90 days of the 転入届 for its continued use (継続利用), else it
+# loses its validity. The date of the move-in stands in for the notification date: never
+# earlier than it, so the check can only be the lenient side.
+CONTINUED_USE_DAYS = 90
+
+
+@dataclass(frozen=True, slots=True)
+class CardAfterMoveIn:
+    """Where a moved-in card holder stands for the card's continued use (継続利用)."""
+
+    registered_here: bool  # the identity store has the person live in this municipality
+    card: CardFace | None  # the live card, once registered here
+    new_address: str | None  # the address the register now gives
+    continued: bool  # the card already serves this municipality with the new address
+    deadline: dt.date | None  # the last day for the continued use
+
+
+def card_after_move_in(
+    session: Session, *, actor: Actor, lg_code: str, resident_code: str, now: dt.datetime | None = None
+) -> CardAfterMoveIn:
+    """The card of someone who just moved in, once the move has reached the identity store.
+
+    Until the replication has brought the 転入 here, nothing is read and nothing said about
+    the person: ``registered_here`` is False and the window waits.
+    """
+    now = now or utcnow()
+    identity = lookup.current_identity(session, resident_code)
+    if identity is None or identity.lg_code != lg_code or identity.status != lookup.STATUS_LIVE:
+        return CardAfterMoveIn(False, None, None, False, None)
+    live = list(repository.live_cards_of(session, resident_code))
+    deadline = identity.changed_on + dt.timedelta(days=CONTINUED_USE_DAYS)
+    if not live:
+        _record(session, actor, AuditAction.CARD_VIEWED, resident_code, "card=none after=move_in")
+        return CardAfterMoveIn(True, None, identity.address, False, deadline)
+    card = live[-1]
+    face = card_face(session, actor=actor, lg_code=lg_code, card_number=card.card_number)
+    continued = card.lg_code == lg_code and card.address == identity.address
+    return CardAfterMoveIn(True, face, identity.address, continued, deadline)
+
+
+def continue_use(
+    session: Session,
+    *,
+    actor: Actor,
+    lg_code: str,
+    card_number: str,
+    identity_documents: list[IdentityDocument],
+    now: dt.datetime | None = None,
+) -> CardView:
+    """継続利用: after a 転入 the card is presented, the new address is written on its 追記欄
+    and the card serves the new municipality from now on.
+
+    The signing certificate, which carries the old address, is not touched here: the
+    identity sweep revokes it (and informs consenting businesses); a new one is issued
+    with ``issue_certificates``. CardStateError (409) when there is nothing to continue
+    (the card already serves here) or the card is not in use; NotEligible (409) after the
+    90 days. Audited ``card.continued_use``.
+    """
+    now = now or utcnow()
+    card = _card(session, card_number)
+    if card.status not in LIVE_CARD_STATUSES:
+        raise CardStateError("利用中のカードではありません。", field="card_number")
+    identity = _identity(session, card.resident_code)
+    _require_live(identity)
+    _require_own(identity, lg_code)
+    check_identity_documents(identity_documents)
+    if card.lg_code == lg_code and card.address == identity.address:
+        raise CardStateError(
+            "このカードは既にこの市区町村で利用できる状態です (継続利用の手続きは不要です)。",
+            field="card_number",
+        )
+    deadline = identity.changed_on + dt.timedelta(days=CONTINUED_USE_DAYS)
+    if today_jst(now) > deadline:
+        raise NotEligible(
+            f"転入から{CONTINUED_USE_DAYS}日 ({deadline.isoformat()}) を過ぎたため継続利用できません。"
+            "カードの再交付を申請してください。",
+            field="card_number",
+        )
+    previous = card.lg_code
+    card.lg_code = lg_code
+    card.address = identity.address
+    session.flush()
+    documents = ",".join(sorted(d.value for d in identity_documents))
+    _record(
+        session,
+        actor,
+        AuditAction.CARD_CONTINUED_USE,
+        card.resident_code,
+        f"card={card.card_number} from={previous} documents={documents}",
+    )
     return card_view(session, card)
 
 
@@ -1149,7 +1280,16 @@ def _suspend(session: Session, card: Card, *, actor: Actor, via: str, now: dt.da
 def suspend_with_secret(
     session: Session, *, card_number: str, secret: str, now: dt.datetime | None = None
 ) -> CardView:
-    """一時利用停止 at any hour: card number plus the secret handed out with the card."""
+    """一時利用停止 at any hour, without logging in: the card number plus the 16-character
+    suspension secret handed out with the card (case and surrounding spaces ignored).
+
+    Both certificates go on hold (certificateHold on the CRL, revoked in OCSP) and the
+    card's resident sessions end. Suspending a suspended card again is harmless.
+    A wrong secret and an unknown card number get the same CardAuthenticationFailed
+    (401) after the same argon2 work, so the answer does not tell which card numbers
+    exist; the refusal is audited ``card.suspension_refused``. Lifting is
+    ``lift_suspension``, at the window only.
+    """
     now = now or utcnow()
     card = (
         repository.card_by_number(session, card_number, for_update=True)
@@ -1180,6 +1320,9 @@ def suspend_with_secret(
 def suspend_as_resident(
     session: Session, *, resident: ResidentPrincipal, now: dt.datetime | None = None
 ) -> CardView:
+    """一時利用停止 by the resident logged in with the card (e.g. before travelling, or a
+    card left somewhere after logging in): as ``suspend_with_secret``, this session ends
+    with it. CardStateError (409) when the card is already revoked."""
     now = now or utcnow()
     card = repository.card(session, resident.card_id, for_update=True)
     return _suspend(session, card, actor=resident_actor(resident), via="resident_session", now=now)
@@ -1481,6 +1624,12 @@ def _token_hash(token: str) -> str:
 
 
 def login_challenge(session: Session, *, now: dt.datetime | None = None) -> Challenge:
+    """Step 1 of a card login: a fresh 32-byte nonce, good once, for five minutes.
+
+    The card signs ``Challenge.to_sign`` (a fixed context prefix + the nonce, so that a
+    login signature can never be replayed as anything else) with its authentication key.
+    Anonymous and not audited: it reads no personal data.
+    """
     now = now or utcnow()
     nonce = secrets.token_bytes(32)
     row = CardLoginChallenge(
@@ -1513,8 +1662,19 @@ def login(
     signature: bytes,
     now: dt.datetime | None = None,
 ) -> ResidentLogin:
-    """Verify a signed challenge: the signature, the certificate's chain, and its status
-    through OCSP. A challenge is good once, for five minutes."""
+    """Step 2 of a card login: verify a signed challenge and open a resident session.
+
+    Checked, in order: the challenge (known, unused, unexpired; it is spent even when the
+    login then fails), the certificate (an authentication certificate chaining to the JPKI
+    root, within its validity, ``good`` in a signed OCSP answer — so a suspended, revoked
+    or expired one is refused), the ECDSA signature over ``Challenge.to_sign`` with that
+    certificate's key, and the card (active). Returns a bearer token for 30 minutes;
+    only its SHA-256 is stored.
+
+    Raises CardAuthenticationFailed (401) for every refusal, with one audit entry
+    ``card.login_failed`` naming the reason; the entry point commits it. Success is
+    audited as ``card.login_succeeded``.
+    """
     now = now or utcnow()
     challenge = repository.challenge(session, challenge_id[:32])
     if challenge is None or challenge.used_at is not None or challenge.expires_at <= now:
@@ -1564,9 +1724,53 @@ def login(
     return ResidentLogin(access_token=token, expires_at=row.expires_at, principal=principal)
 
 
+def login_with_card(
+    session: Session, *, card_number: str, pin: str, now: dt.datetime | None = None
+) -> ResidentLogin:
+    """Card login with the software card, in one call (the portal's and the kiosk's login).
+
+    Runs the real protocol with the card in the reader: ``login_challenge``, the card's
+    chip signs it after the 4-digit authentication PIN (``sign_with_card``), the card's
+    authentication certificate is read (``read_certificate``) and ``login`` verifies both
+    exactly as it would for a physical card — the card number only says which chip
+    signs, it is never trusted on its own.
+
+    Raises:
+        WrongPin (401): the PIN was wrong; the detail says how many tries are left. The
+            lowered counter is kept (the error commits the recorded work).
+        PinLocked (423): the third wrong PIN, or already locked; only the window unlocks
+            it (``reset_pin``).
+        CardAuthenticationFailed (401): no such card, no PIN or certificate on it yet, or
+            ``login`` refused (suspended, revoked, expired...). Audited.
+    """
+    now = now or utcnow()
+    challenge = login_challenge(session, now=now)
+    try:
+        signature = sign_with_card(
+            session,
+            card_number=card_number,
+            kind=CertificateKind.AUTH,
+            pin=pin,
+            data=challenge.to_sign,
+            now=now,
+        )
+        certificate = read_certificate(session, card_number=card_number, kind=CertificateKind.AUTH)
+    except (CardNotFound, CardStateError, NotFound):
+        raise _login_failed(session, "no usable card in the reader") from None
+    return login(
+        session,
+        challenge_id=challenge.challenge_id,
+        certificate_der=certificate,
+        signature=signature,
+        now=now,
+    )
+
+
 def authenticate_resident(
     session: Session, token: str, *, now: dt.datetime | None = None
 ) -> ResidentPrincipal:
+    """The resident behind a session token (``RESIDENT`` AccessRule): 401 when unknown,
+    expired, logged out, or ended by a suspension or revocation of the card."""
     now = now or utcnow()
     row = repository.resident_session_by_hash(session, _token_hash(token))
     if row is None or row.revoked_at is not None or row.expires_at <= now:
@@ -1583,6 +1787,7 @@ def authenticate_resident(
 
 
 def logout_resident(session: Session, *, resident: ResidentPrincipal, now: dt.datetime | None = None) -> None:
+    """End the resident's session: the token is refused from now on."""
     row = session.get_one(ResidentSession, resident.session_id)
     row.revoked_at = now or utcnow()
     session.flush()
@@ -1595,7 +1800,8 @@ class MyCard:
 
 
 def my_card(session: Session, *, resident: ResidentPrincipal) -> MyCard:
-    """The resident's own card and the four facts the register holds (audited as a read)."""
+    """The resident's own card (status, validity, certificates, PIN tries left) and the
+    four facts the identity store holds now; audited as the resident's read."""
     card = repository.card(session, resident.card_id)
     identity = _identity(session, resident.resident_code)
     _record(session, resident_actor(resident), AuditAction.CARD_VIEWED, resident.resident_code, "self")

@@ -114,3 +114,31 @@ def latest_versions(session: Session, lg_code: str) -> list[tuple[Person, Person
 
 def person_lg_codes(session: Session) -> list[str]:
     return list(session.execute(select(Person.lg_code).distinct().order_by(Person.lg_code)).scalars())
+
+
+def arrivals_by_ids(session: Session, lg_code: str, ids: Collection[int]) -> dict[int, ExpectedArrival]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(ExpectedArrival).where(ExpectedArrival.lg_code == lg_code, ExpectedArrival.id.in_(list(ids)))
+    ).scalars()
+    return {r.id: r for r in rows}
+
+
+def arrivals_from(
+    session: Session, lg_code: str, *, origin_lg_code: str, planned_on: dt.date
+) -> Sequence[ExpectedArrival]:
+    """The arrivals announced by one origin for one planned date: a household moves together."""
+    return (
+        session.execute(
+            select(ExpectedArrival)
+            .where(
+                ExpectedArrival.lg_code == lg_code,
+                ExpectedArrival.origin_lg_code == origin_lg_code,
+                ExpectedArrival.planned_on == planned_on,
+            )
+            .order_by(ExpectedArrival.id)
+        )
+        .scalars()
+        .all()
+    )

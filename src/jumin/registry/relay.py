@@ -27,6 +27,7 @@ from secrets import token_hex
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,8 @@ from jumin.accounts import service as accounts
 from jumin.accounts.domain import OrganisationKind
 from jumin.audit import service as audit
 from jumin.audit.domain import Actor, AuditAction
+from jumin.core.errors import InvalidValue, NotFound, RuleViolation
+from jumin.core.municipalities import load_master
 from jumin.core.replication import (
     ACKNOWLEDGED,
     CHANGES_PATH,
@@ -62,8 +65,9 @@ from jumin.db import default_engine, unit_of_work, utcnow
 from jumin.keys import SigningKey, data_keyring, load_or_create_ed25519
 from jumin.registry import outbox_repository, service
 from jumin.registry.arrival_models import ExpectedArrival
-from jumin.registry.domain import RecordStatus, RemovalReason
+from jumin.registry.domain import RELATIONSHIP_HEAD, EventKind, EventOutcome, RecordStatus, RemovalReason
 from jumin.registry.models import OutboxMessage
+from jumin.registry.schemas import ArrivalMoveInRequest, ForeignInput, MoveInRequest, PersonInput
 from jumin.request_context import current_request_id, new_request_id, set_request_id
 
 log = logging.getLogger("jumin.relay")
@@ -319,6 +323,263 @@ def list_arrivals(
         detail=f"rows={len(views)} include_arrived={include_arrived}",
     )
     return views
+
+
+# ---------------------------------------------------------------------------
+# The one-stop window (書かないワンストップ窓口): a 転入 completed from expected arrivals
+
+# 特例転入 only within 30 days of the planned move date given at the 転出 (DOMAIN.md "Moves and
+# deadlines"; 住基法施行令 第24条の2, unconfirmed against its text). Later, the person needs
+# the paper 転出証明書 and an ordinary 転入届.
+CARD_HOLDER_MOVE_IN_DAYS = 30
+ARRIVAL_MOVE_IN_REASON = "転出証明書情報による転入 (書かないワンストップ窓口)"
+_FOREIGN_INPUT_KEYS = frozenset(ForeignInput.model_fields)
+
+
+def _unseal_arrival(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: data_keyring().decrypt(v[len(_SEALED) :], _ARRIVAL_AAD)
+            if k == "individual_number" and isinstance(v, str) and v.startswith(_SEALED)
+            else _unseal_arrival(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_unseal_arrival(v) for v in value]
+    return value
+
+
+def _document(row: ExpectedArrival) -> dict[str, Any]:
+    """The 転出証明書情報 as the origin sent it, its 個人番号 opened."""
+    return dict(_unseal_arrival(json.loads(row.payload)))
+
+
+@dataclass(frozen=True, slots=True)
+class ArrivingPerson:
+    arrival_id: int
+    resident_code: str
+    name: str
+    name_kana: str | None
+    birth_date: dt.date
+    sex: str
+    resident_kind: str
+    origin_relationship: str
+    relationship: str  # suggested for the new household
+    has_individual_number: bool
+    arrived: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ArrivalDetail:
+    """An expected arrival and the others of its origin household announced for the same day."""
+
+    arrival: ArrivalView
+    # Everyone of the origin household announced for the same day, arrived or not: head
+    # first, then by birth date.
+    persons: tuple[ArrivingPerson, ...]
+    origin_address: str
+    destination: str  # the new address the person gave at the 転出
+    address_line: str  # the destination without this municipality's name: what the clerk confirms
+    head_comes_along: bool  # False: the suggested 続柄 need the clerk's check
+    card_holder_until: dt.date  # the last day a 特例転入 can be notified
+
+
+def _place_names(lg_code: str) -> tuple[str, ...]:
+    """How an address in ``lg_code`` may begin: with or without its prefecture."""
+    master = load_master()
+    entry = master.find(lg_code)
+    if entry is None:
+        return ()
+    prefecture = master.find(entry.prefecture_code)
+    names = [entry.name]
+    if prefecture is not None and prefecture.code != entry.code:
+        names.insert(0, prefecture.name + entry.name)
+    return tuple(names)
+
+
+def address_line_of(destination: str, lg_code: str) -> str:
+    """The part of a full address after the municipality's name (the register's address line)."""
+    text = destination.strip()
+    for name in _place_names(lg_code):
+        if text.startswith(name):
+            return text[len(name) :].strip()
+    return text
+
+
+def _arrived(session: Session, lg_code: str, rows: Sequence[ExpectedArrival]) -> dict[int, bool]:
+    registered = outbox_repository.registered_since(session, lg_code, {r.resident_code for r in rows})
+    return {
+        r.id: (made := registered.get(r.resident_code)) is not None and made >= r.announced_at for r in rows
+    }
+
+
+def arrival(session: Session, *, actor: Actor, lg_code: str, arrival_id: int, purpose: str) -> ArrivalDetail:
+    """One expected arrival with its household, as the one-stop window pre-fills the 転入 from it."""
+    row = outbox_repository.arrivals_by_ids(session, lg_code, [arrival_id]).get(arrival_id)
+    if row is None:
+        raise NotFound("この転入予定者はこの団体に届いていません。", field="arrival_id")
+    document = _document(row)
+    household = document.get("household_id")
+    group = [
+        (r, d)
+        for r in outbox_repository.arrivals_from(
+            session, lg_code, origin_lg_code=row.origin_lg_code, planned_on=row.planned_on
+        )
+        if (d := (document if r.id == row.id else _document(r))).get("household_id") == household
+    ]
+    arrived = _arrived(session, lg_code, [r for r, _ in group])
+    group.sort(key=lambda rd: (rd[1].get("relationship") != RELATIONSHIP_HEAD, rd[0].birth_date, rd[0].id))
+    coming = [r.id for r, _ in group if not arrived[r.id]]
+    head_along = any(d.get("relationship") == RELATIONSHIP_HEAD for r, d in group if r.id in coming)
+    persons = []
+    for r, d in group:
+        origin_relationship = str(d.get("relationship") or "")
+        # Without the head, the eldest still to come heads the new household; the others'
+        # 続柄 are to the old head, so they are left for the clerk to give.
+        first = bool(coming) and r.id == coming[0]
+        suggested = origin_relationship if head_along else (RELATIONSHIP_HEAD if first else "")
+        persons.append(
+            ArrivingPerson(
+                arrival_id=r.id,
+                resident_code=r.resident_code,
+                name=r.name,
+                name_kana=r.name_kana,
+                birth_date=r.birth_date,
+                sex=r.sex,
+                resident_kind=str(d.get("resident_kind") or "japanese"),
+                origin_relationship=origin_relationship,
+                relationship=suggested,
+                has_individual_number=bool(d.get("individual_number")),
+                arrived=arrived[r.id],
+            )
+        )
+    planned = document.get("planned_move_out") or {}
+    destination = str(planned.get("destination") or "")
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.REGISTRY_READ,
+        target_kind="expected_arrival",
+        target_id=str(row.id),
+        purpose=purpose,
+        detail=f"persons={len(persons)}",
+    )
+    return ArrivalDetail(
+        arrival=ArrivalView(
+            id=row.id,
+            notice_id=row.notice_id,
+            origin_lg_code=row.origin_lg_code,
+            resident_code=row.resident_code,
+            name=row.name,
+            name_kana=row.name_kana,
+            birth_date=row.birth_date,
+            sex=row.sex,
+            planned_on=row.planned_on,
+            origin_address=row.origin_address,
+            received_at=row.received_at,
+            arrived=arrived[row.id],
+        ),
+        persons=tuple(persons),
+        origin_address=row.origin_address,
+        destination=destination,
+        address_line=address_line_of(destination, lg_code),
+        head_comes_along=head_along,
+        card_holder_until=row.planned_on + dt.timedelta(days=CARD_HOLDER_MOVE_IN_DAYS),
+    )
+
+
+def _person_input(document: Mapping[str, Any], relationship: str, index: int) -> PersonInput:
+    foreign = document.get("foreign")
+    data = {
+        "resident_kind": document.get("resident_kind") or "japanese",
+        "family_name": document.get("family_name"),
+        "given_name": document.get("given_name") or "",
+        "family_name_kana": document.get("family_name_kana"),
+        "given_name_kana": document.get("given_name_kana"),
+        "birth_date": document.get("birth_date"),
+        "sex": document.get("sex"),
+        "relationship": relationship,
+        "honseki": document.get("honseki"),
+        "hittousha": document.get("hittousha"),
+        "old_surname": document.get("old_surname"),
+        "old_surname_kana": document.get("old_surname_kana"),
+        "resident_code": document.get("resident_code"),
+        "individual_number": document.get("individual_number"),
+        "foreign": {k: v for k, v in foreign.items() if k in _FOREIGN_INPUT_KEYS} if foreign else None,
+    }
+    try:
+        return PersonInput.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        field_name = f"members.{index}.relationship" if where == "relationship" else f"members.{index}"
+        raise InvalidValue(
+            f"転出証明書情報の内容を転入に使えません ({where})。通常の転入届として入力してください。",
+            field=field_name,
+        ) from exc
+
+
+def move_in_from_arrivals(
+    session: Session, *, ctx: service.RegistryContext, request: ArrivalMoveInRequest
+) -> EventOutcome:
+    """転入 (特例転入 when the card is shown) of announced persons, without retyping them.
+
+    Everything the 転出証明書情報 says is taken as the origin sent it; the request adds
+    the new address, the dates, the household and each person's 続柄. The origin's
+    records are closed by the move-in itself (service.move_in's 転入通知).
+    """
+    ids = [m.arrival_id for m in request.members]
+    if len(set(ids)) != len(ids):
+        raise InvalidValue("同じ転入予定者が2回指定されています。", field="members")
+    rows = outbox_repository.arrivals_by_ids(session, ctx.lg_code, ids)
+    for index, arrival_id in enumerate(ids):
+        if arrival_id not in rows:
+            raise NotFound("この転入予定者はこの団体に届いていません。", field=f"members.{index}.arrival_id")
+    ordered = [rows[i] for i in ids]
+    origins = {r.origin_lg_code for r in ordered}
+    if len(origins) != 1:
+        raise RuleViolation(
+            "転出元の市区町村が異なる人は、別々の転入として記録してください。", field="members"
+        )
+    arrived = _arrived(session, ctx.lg_code, ordered)
+    for index, r in enumerate(ordered):
+        if arrived[r.id]:
+            raise RuleViolation(
+                f"{r.name}さんの転入は既に記録されています。", field=f"members.{index}.arrival_id"
+            )
+    notified = request.notified_on or ctx.today
+    documents = [_document(r) for r in ordered]
+    if request.card_holder:
+        for r, d in zip(ordered, documents, strict=True):
+            last = r.planned_on + dt.timedelta(days=CARD_HOLDER_MOVE_IN_DAYS)
+            if notified > last:
+                raise RuleViolation(
+                    f"転出予定日から{CARD_HOLDER_MOVE_IN_DAYS}日を過ぎているため特例転入はできません"
+                    f" ({r.name}さん、期限 {last.isoformat()})。"
+                    "転出証明書による通常の転入として記録してください。",
+                    field="card_holder",
+                )
+            if not d.get("individual_number"):
+                raise RuleViolation(
+                    f"{r.name}さんの転出証明書情報に個人番号がないため特例転入はできません。",
+                    field="card_holder",
+                )
+    members = [
+        _person_input(d, m.relationship, i)
+        for i, (m, d) in enumerate(zip(request.members, documents, strict=True))
+    ]
+    move_in = MoveInRequest(
+        effective_on=request.effective_on,
+        notified_on=request.notified_on,
+        reason=request.reason or ARRIVAL_MOVE_IN_REASON,
+        address=request.address,
+        previous_address=ordered[0].origin_address[:200],
+        origin_lg_code=ordered[0].origin_lg_code,
+        household=request.household,
+        members=members,
+    )
+    kind = EventKind.MOVE_IN_CARD_HOLDER if request.card_holder else EventKind.MOVE_IN
+    return service.move_in(session, ctx=ctx, request=move_in, kind=kind)
 
 
 # ---------------------------------------------------------------------------

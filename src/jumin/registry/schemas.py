@@ -143,6 +143,26 @@ class MoveInRequest(EventCommon):
     members: list[PersonInput] = Field(min_length=1, max_length=50)
 
 
+class ArrivalMemberInput(Strict):
+    """One announced person taken into the 転入, with the 続柄 in the new household."""
+
+    arrival_id: int = Field(ge=1, description="転入予定者のID (GET /registry/arrivals)")
+    relationship: Text = Field(description="続柄 (世帯主、妻、子 など)")
+
+
+class ArrivalMoveInRequest(EventCommon):
+    """転入 from expected arrivals: only what the 転出証明書情報 cannot say is asked for.
+
+    The names, dates, 住民票コード and 個人番号 come from the 転出証明書情報 the origin sent;
+    the clerk confirms the new address, the move date and the household.
+    """
+
+    address: AddressInput
+    members: list[ArrivalMemberInput] = Field(min_length=1, max_length=50)
+    card_holder: bool = Field(default=True, description="マイナンバーカードを提示した転入 (特例転入)")
+    household: NewOrExistingHousehold = Field(default_factory=NewOrExistingHousehold)
+
+
 class BirthRequest(EventCommon):
     child: PersonInput
     household: HouseholdRef

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jumin.audit import service as audit
-from jumin.audit.domain import Actor, AuditAction
+from jumin.audit.domain import Actor, ActorKind, AuditAction
 from jumin.core.errors import Forbidden, InvalidValue, NotFound, RuleViolation
 from jumin.core.ids import IndividualNumber, LgCode, ResidentCode
 from jumin.core.municipalities import load_master
@@ -1789,3 +1789,143 @@ def run_command(session: Session, *, ctx: RegistryContext, slug: str, request: A
         raise TypeError(f"{slug} takes {command.request_type.__name__}")
     outcome: EventOutcome = command.run(session, ctx, request)
     return outcome
+
+
+# ---------------------------------------------------------------------------
+# The resident's own door (the portal): the card proves the 住民票コード; these find the
+# records it belongs to and file an online 転出届 with a 転入予約, the resident acting.
+
+# DOMAIN.md "Moves and deadlines": the card holder files the 転出届 online (引越しワンストップ,
+# since 2023-02-06) from 30 days before the planned move to 10 days after it (unconfirmed
+# against the ordinance itself; corrected here, in one place, if it differs).
+ONLINE_MOVE_OUT_DAYS_BEFORE = 30
+ONLINE_MOVE_OUT_DAYS_AFTER = 10
+ONLINE_MOVE_OUT_REASON = "オンライン転出届 (転入予約)"
+
+
+def resident_actor(lg_code: str, person_id: int) -> Actor:
+    """A resident acting on their own record: the same form as the kiosk's (certificates)."""
+    return Actor(kind=ActorKind.RESIDENT, actor_id=f"person:{person_id}", organisation_code=lg_code)
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentRecords:
+    """Where the holder of one 住民票コード is recorded in this register.
+
+    ``current`` is the live record, else one whose 転出 awaits the destination's 転入;
+    ``all`` lists every record with the code, 除票 included, oldest first, and
+    ``households`` every household those records ever belonged to. Ids only: no personal
+    data, so finding them is not a read to audit (reading the records is).
+    """
+
+    resident_code: str
+    current: tuple[str, int] | None
+    all: tuple[tuple[str, int], ...]
+    households: tuple[int, ...]
+
+
+def records_of_resident(session: Session, *, resident_code: str) -> ResidentRecords:
+    persons = list(repository.persons_by_resident_code(session, resident_code))
+    live = [p for p in persons if p.lifecycle == "live"]
+    moving = [p for p in persons if p.lifecycle == "moving_out"]
+    chosen = (live or moving)[-1] if (live or moving) else None
+    return ResidentRecords(
+        resident_code=resident_code,
+        current=(chosen.lg_code, chosen.id) if chosen is not None else None,
+        all=tuple((p.lg_code, p.id) for p in persons),
+        households=tuple(
+            sorted({v.record.household_id for p in persons for v in _versions_of(session, p.id)})
+        ),
+    )
+
+
+def resident_context(
+    session: Session, *, resident_code: str, network: NetworkClient, now: dt.datetime | None = None
+) -> tuple[RegistryContext, int]:
+    """The context in which the holder of ``resident_code`` acts on their own record, and its id."""
+    found = records_of_resident(session, resident_code=resident_code)
+    if found.current is None:
+        raise NotFound(
+            "この住民票コードの住民票 (住民として記載されているもの) は、この住民基本台帳にありません。",
+            field="resident_code",
+        )
+    lg_code, person_id = found.current
+    ctx = RegistryContext(
+        actor=resident_actor(lg_code, person_id), lg_code=lg_code, network=network, now=now or utcnow()
+    )
+    return ctx, person_id
+
+
+def online_move_out_window(today: dt.date) -> tuple[dt.date, dt.date]:
+    """The planned move dates an online 転出届 filed ``today`` may name (both ends included)."""
+    return (
+        today - dt.timedelta(days=ONLINE_MOVE_OUT_DAYS_AFTER),
+        today + dt.timedelta(days=ONLINE_MOVE_OUT_DAYS_BEFORE),
+    )
+
+
+def move_out_online(
+    session: Session, *, ctx: RegistryContext, filer_person_id: int, request: MoveOutRequest
+) -> EventOutcome:
+    """オンライン転出届 with a 転入予約: the card holder files it for themselves and members
+    of their household, to a municipality in Japan, within the online window.
+
+    It is then an ordinary 転出 (``move_out``): 転出予定 from today, removal on the planned
+    date, and the 転出証明書情報 sent ahead to the destination, which sees an expected
+    arrival and takes the 転入 (特例転入) at its window.
+    """
+    earliest, latest = online_move_out_window(ctx.today)
+    if request.effective_on < earliest:
+        raise InvalidValue(
+            f"転出した日から{ONLINE_MOVE_OUT_DAYS_AFTER}日を過ぎているため、オンラインでは届け出られません。"
+            "市区町村の窓口で届け出てください。",
+            field="effective_on",
+        )
+    if request.effective_on > latest:
+        raise InvalidValue(
+            f"オンラインの転出届は、転出予定日の{ONLINE_MOVE_OUT_DAYS_BEFORE}日前から届け出られます。",
+            field="effective_on",
+        )
+    if request.abroad or request.destination_lg_code is None:
+        raise InvalidValue(
+            "オンラインの転出届 (転入予約) は、国内の市区町村への転出に限ります。"
+            "転出先の市区町村を選んでください。",
+            field="destination_lg_code",
+        )
+    destination = load_master().find(request.destination_lg_code)
+    if destination is None or not destination.is_municipality:
+        raise InvalidValue(
+            "転出先には市区町村を選んでください (政令指定都市は区ではなく市を選びます)。",
+            field="destination_lg_code",
+        )
+    movers = [r.person_id for r in request.persons]
+    if filer_person_id not in movers:
+        raise InvalidValue(
+            "オンラインの転出届は、カードで届け出る本人が転出する場合に限ります。本人を含めてください。",
+            field="persons",
+        )
+    filer = record_on(_versions_of(session, _person_in_scope(session, ctx, filer_person_id).id), ctx.today)
+    for person_id in movers:
+        record = record_on(_versions_of(session, _person_in_scope(session, ctx, person_id).id), ctx.today)
+        if record is None or filer is None or record.status is not RecordStatus.LIVE:
+            raise RuleViolation("住民票が消除されている人は転出の届出ができません。", field="persons")
+        if record.household_id != filer.household_id:
+            raise RuleViolation(
+                "オンラインで一緒に届け出られるのは、本人と同じ世帯の人だけです。", field="persons"
+            )
+        if record.planned_move_out is not None:
+            raise RuleViolation(
+                f"{record.name} さんは転出の届出が済んでいます。"
+                "取り消す場合は市区町村の窓口に連絡してください。",
+                field="persons",
+            )
+    master = load_master()
+    prefecture = master.get(destination.prefecture_code).name
+    reason = f"{ONLINE_MOVE_OUT_REASON} 転出先: {prefecture}{destination.name}"
+    if request.reason:
+        reason += f" {request.reason}"
+    return move_out(
+        session,
+        ctx=ctx,
+        request=request.model_copy(update={"notified_on": ctx.today, "reason": reason[:500]}),
+    )

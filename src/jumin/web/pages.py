@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from jumin.accounts import service as accounts
 from jumin.accounts.domain import Principal, Role
 from jumin.accounts.service import actor_of
-from jumin.api_support import SessionDep
+from jumin.api_support import NationalSessionDep, SessionDep
 from jumin.audit import service as audit
 from jumin.audit.domain import AuditAction
 from jumin.core.errors import DomainError, InvalidValue
@@ -57,10 +58,12 @@ from jumin.web.security import (
     PUBLIC_PAGE,
     READER,
     SESSION_COOKIE,
+    SUPERVISOR,
     LoginReason,
     LoginRequired,
     PageError,
     PostedForm,
+    allows,
     clear_cookie,
     csrf_for_request,
     form_value,
@@ -72,6 +75,8 @@ WEB_DIR = Path(__file__).parent
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
 templates.env.filters["jp_date"] = views.jp_date
 templates.env.filters["jp_datetime"] = views.jp_datetime
+# An input's id from its name (members.0.relationship → q-members-0-relationship).
+templates.env.filters["fid"] = lambda name: "q-" + str(name).replace("_", "-").replace(".", "-")
 
 PURPOSE = "住民基本台帳事務"
 SEARCH_PAGE_SIZE = 20
@@ -161,6 +166,48 @@ def _safe_next(target: str | None) -> str:
     ):
         return target
     return STAFF_PREFIX + "/"
+
+
+@contextmanager
+def attempt(session: Session) -> Iterator[None]:
+    """A savepoint around a use case whose refusal the page shows beside the form.
+
+    A refusal leaves nothing behind, except one that is evidence (an audited refusal,
+    ``commits_recorded_work``): that keeps what it recorded, as it does in the API.
+    """
+    nested = session.begin_nested()
+    try:
+        yield
+    except BaseException as exc:
+        if getattr(exc, "commits_recorded_work", False):
+            nested.commit()
+        else:
+            nested.rollback()
+        raise
+    nested.commit()
+
+
+def field_id(name: str) -> str:
+    return "q-" + name.replace("_", "-").replace(".", "-")
+
+
+def error_summary(errors: Mapping[str, str], labels: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(anchor, label, message) per error, for the list at the top of a hand-written form.
+
+    A name not in ``labels`` is looked up by its last part (members.1.relationship →
+    relationship); ``_form`` is an error of the form as a whole, with no input to point at.
+    """
+    return [
+        ("", "", message)
+        if name == "_form"
+        else (field_id(name), labels.get(name, labels.get(name.rsplit(".", 1)[-1], "")), message)
+        for name, message in errors.items()
+    ]
+
+
+def refused_fields(exc: DomainError, names: Iterable[str]) -> dict[str, str]:
+    """A service's refusal beside the input its ``field`` names, else on the whole form."""
+    return domain_error_fields(exc, list(names))
 
 
 def _date_or_error(raw: str, field: str, errors: dict[str, str]) -> dt.date | None:
@@ -388,6 +435,8 @@ def record_page(
             "common_actions": common,
             "other_actions": rest,
             "may_cancel": any(c.slug == "cancellation" for c in common + rest),
+            "may_issue": allows(CLERK, principal),
+            "may_protect": allows(SUPERVISOR, principal),
             "recorded": recorded,
             "recorded_label": recorded_label,
             "removed": current.record.status.value != "live",
@@ -580,11 +629,26 @@ def record_event(
 # Audit log
 
 
+AUDIT_LOGS = {
+    "municipal": "市区町村の記録 (住民記録・証明書・ログイン)",
+    "national": "全国センターの記録 (カード・抽出・住基ネット)",
+}
+
+
+def _audit_log(principal: Principal, log: str, session: Session, national: Session) -> tuple[str, Session]:
+    """Which log the page reads: the national one is the operator's (card, extraction, network)."""
+    if log == "national" and Role.OPERATOR in principal.roles:
+        return "national", national
+    return "municipal", session
+
+
 @router.get("/audit")
 def audit_page(
     request: Request,
     principal: Auditor,
     session: SessionDep,
+    national: NationalSessionDep,
+    log: Annotated[str, Query(max_length=16)] = "municipal",
     action: Annotated[str, Query(max_length=64)] = "",
     target_kind: Annotated[str, Query(max_length=64)] = "",
     target_id: Annotated[str, Query(max_length=128)] = "",
@@ -595,11 +659,12 @@ def audit_page(
     since_date = _date_or_error(since.strip(), "since", errors)
     if action and action not in {a.value for a in AuditAction}:
         errors["action"] = "操作の種類を一覧から選んでください。"
+    log, log_session = _audit_log(principal, log, session, national)
     entries: list[audit.AuditView] = []
     if not errors:
         entries = list(
             audit.search(
-                session,
+                log_session,
                 viewer=actor_of(principal),
                 # Auditors read their own body's log; the national operator reads any.
                 organisation_code=None if Role.OPERATOR in principal.roles else principal.organisation_code,
@@ -612,12 +677,15 @@ def audit_page(
             )
         )
     criteria = {"action": action, "target_kind": target_kind, "target_id": target_id, "since": since}
-    query = {k: v for k, v in criteria.items() if v}
+    query = {k: v for k, v in criteria.items() if v} | ({"log": log} if log != "municipal" else {})
     return render(
         request,
         "audit.html",
         {
             "title": "監査ログ",
+            "log": log,
+            "logs": list(AUDIT_LOGS.items()) if Role.OPERATOR in principal.roles else [],
+            "chain_url": f"{STAFF_PREFIX}/audit/chain" + ("?log=national" if log == "national" else ""),
             "criteria": criteria,
             "errors": errors,
             "actions": [(a.value, views.AUDIT_ACTION_LABELS.get(a.value, a.value)) for a in AuditAction],
@@ -647,11 +715,20 @@ def audit_page(
 
 
 @router.get("/audit/chain")
-def audit_chain(request: Request, principal: Auditor, session: SessionDep) -> HTMLResponse:
+def audit_chain(
+    request: Request,
+    principal: Auditor,
+    session: SessionDep,
+    national: NationalSessionDep,
+    log: Annotated[str, Query(max_length=16)] = "municipal",
+) -> HTMLResponse:
     """The chain check, fetched by the audit page after it loads: it reads every entry."""
-    report = audit.verify(session)
+    log, log_session = _audit_log(principal, log, session, national)
+    report = audit.verify(log_session)
     context = {
         "title": "監査ログの検証",
+        "log_label": AUDIT_LOGS[log],
+        "again_url": f"{STAFF_PREFIX}/audit" + ("?log=national" if log == "national" else ""),
         "report": report,
         "problems": [{"chain": p.chain, "seq": p.seq, "reason": p.reason} for p in report.problems[:20]],
         "checked_at": views.jp_datetime(dt.datetime.now(dt.UTC)),
@@ -718,9 +795,15 @@ def _http_error_page(request: Request, exc: Exception) -> HTMLResponse:
 
 def install(app: FastAPI) -> None:
     """Mount the staff window on the app: routes, static files and its error pages."""
+    # The window's other screens build on this module's rendering: imported here, once
+    # this module is complete, to keep the import graph free of cycles.
+    from jumin.web import approval_pages, arrival_pages, card_pages, certificate_pages, protection_pages
+
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(root_router)
     app.include_router(router)
+    for screen in (arrival_pages, certificate_pages, card_pages, protection_pages, approval_pages):
+        app.include_router(screen.router)
     app.add_exception_handler(PageError, _page_error)
     app.add_exception_handler(LoginRequired, _login_required)
     for kind, page in ((DomainError, _domain_error_page), (StarletteHTTPException, _http_error_page)):

@@ -186,11 +186,15 @@ READER = page_rule(Role.CLERK, Role.SUPERVISOR, Role.AUDITOR, organisation_kinds
 CLERK = page_rule(Role.CLERK, Role.SUPERVISOR, organisation_kinds=MUNICIPAL)
 SUPERVISOR = page_rule(Role.SUPERVISOR, organisation_kinds=MUNICIPAL)
 AUDITOR = page_rule(Role.AUDITOR, Role.SUPERVISOR, Role.OPERATOR)
+# The national operator decides on prefectures' extraction requests (network/agencies).
+OPERATOR = page_rule(Role.OPERATOR, organisation_kinds=frozenset({OrganisationKind.NATIONAL}))
 
 Staff = Annotated[Principal, Depends(ANY_STAFF)]
 Reader = Annotated[Principal, Depends(READER)]
 Clerk = Annotated[Principal, Depends(CLERK)]
 Auditor = Annotated[Principal, Depends(AUDITOR)]
+Supervisor = Annotated[Principal, Depends(SUPERVISOR)]
+Operator = Annotated[Principal, Depends(OPERATOR)]
 
 
 def form_value(form: FormData, name: str) -> str:

@@ -23,6 +23,7 @@ from jumin.registry.domain import (
     RecordStatus,
     ResidentKind,
     ResidentRecord,
+    Sex,
 )
 from jumin.registry.service import EVENT_COMMANDS, EventCommand
 from jumin.web import security
@@ -38,17 +39,106 @@ ROLE_LABELS = {
     Role.OPERATOR: "全国センター運用者",
 }
 
+# Every audit action in words; an action without a label shows its code, so a new action
+# is readable at once.
 AUDIT_ACTION_LABELS = {
     "login.succeeded": "ログイン",
     "login.failed": "ログイン失敗",
     "login.locked_out": "ロック中のログイン",
     "logout": "ログアウト",
+    "client.token_issued": "機関クライアントのトークン発行",
+    "client.token_refused": "機関クライアントのトークン拒否",
+    "account.created": "アカウントの作成",
+    "account.unlocked": "アカウントのロック解除",
+    "account.mfa_reset": "二要素認証の再設定",
+    "account.deactivated": "アカウントの無効化",
+    "organisation.created": "団体の登録",
+    "agency_client.created": "機関クライアントの登録",
     "access.denied": "権限のない操作",
     "registry.event_recorded": "異動の記録",
     "registry.read": "住民記録の閲覧",
     "registry.individual_number_shown": "個人番号の表示",
+    "registry.replication_batch_sent": "住基ネットへの送信",
+    "registry.expected_arrivals_received": "転出証明書情報の受信",
+    "registry.reconcile_digest": "整合性確認 (市区町村)",
+    "interchange.imported": "住民記録の一括取込み",
+    "interchange.exported": "住民記録の一括出力",
+    "interchange.national_seeded": "本人確認情報の一括登録",
     "audit.viewed": "監査ログの閲覧",
     "audit.verified": "監査ログの検証",
+    "network.resident_codes_allocated": "住民票コードの割当て",
+    "network.individual_number_issued": "個人番号の生成",
+    "network.individual_number_provided": "個人番号の提供",
+    "network.individual_number_changed": "個人番号の変更",
+    "network.municipality_key_registered": "市区町村の署名鍵の登録",
+    "network.replication_refused": "通知の受信拒否",
+    "network.replication_batch_received": "通知の受信",
+    "network.identity_change_applied": "本人確認情報の更新",
+    "network.move_out_notice_forwarded": "転出証明書情報の転送",
+    "network.move_out_notices_collected": "転出証明書情報の引渡し",
+    "network.reconcile_digest": "整合性確認 (全国センター)",
+    "network.agency_client_registered": "機関の登録",
+    "network.agency_task_granted": "事務の許可",
+    "network.agency_task_revoked": "事務の許可の取消し",
+    "network.identity_lookup": "本人確認情報の照会",
+    "network.agency_code_translated": "機関別符号の変換",
+    "network.batch_submitted": "一括照会の受付",
+    "network.batch_verified": "一括照会の照合",
+    "network.batch_finished": "一括照会の完了",
+    "network.batch_result_downloaded": "一括照会結果の取得",
+    "network.feed_subscribed": "異動通知の購読",
+    "network.feed_unsubscribed": "異動通知の購読停止",
+    "network.feed_read": "異動通知の取得",
+    "network.extraction_requested": "抽出の依頼",
+    "network.extraction_approved": "抽出の承認",
+    "network.extraction_rejected": "抽出の却下",
+    "network.extraction_produced": "抽出結果の作成",
+    "network.extraction_downloaded": "抽出結果の取得",
+    "network.access_log_viewed": "提供状況の閲覧",
+    "certificate.issued": "証明書の交付",
+    "certificate.refused": "証明書の交付拒否",
+    "certificate.previewed": "証明書のプレビュー",
+    "certificate.record_provided": "証明書用の記録の提供",
+    "certificate.verified": "証明書の真正性確認",
+    "certificate.signer_created": "証明書の署名鍵の作成",
+    "certificate.issuances_viewed": "交付記録の閲覧",
+    "protection_order.registered": "支援措置の登録",
+    "protection_order.ended": "支援措置の終了",
+    "protection_order.viewed": "支援措置の閲覧",
+    "resident_pin.set": "コンビニ交付用暗証番号の設定",
+    "resident.login_succeeded": "住民のログイン",
+    "resident.login_failed": "住民のログイン失敗",
+    "resident.locked_out": "住民のロック",
+    "card.applied": "カードの交付申請",
+    "card.application_form_issued": "交付申請書の発行",
+    "card.batch_produced": "カードの製造",
+    "card.setup_batch": "交付前設定",
+    "card.work_list_viewed": "カードの作業リストの閲覧",
+    "card.work_item_resolved": "カードの作業リストの処理",
+    "card.handed_over": "カードの交付",
+    "card.viewed": "カードの閲覧",
+    "card.suspended": "カードの一時停止",
+    "card.suspension_refused": "カードの一時停止の拒否",
+    "card.suspension_lifted": "カードの一時停止の解除",
+    "card.revoked": "カードの廃止",
+    "card.pin_reset": "暗証番号の再設定",
+    "card.pin_failed": "暗証番号の誤り",
+    "card.continued_use": "カードの継続利用",
+    "card.renewal_notices": "有効期限通知書の作成",
+    "card.expiry_run": "有効期限切れの処理",
+    "card.identity_sweep": "本人確認情報の変更の反映",
+    "card.login_succeeded": "カードによるログイン",
+    "card.login_failed": "カードによるログインの失敗",
+    "card.report_viewed": "カードの統計の閲覧",
+    "jpki.ca_created": "認証局の作成",
+    "jpki.certificate_issued": "電子証明書の発行",
+    "jpki.certificate_revoked": "電子証明書の失効",
+    "four_facts.business_registered": "最新4情報提供の事業者登録",
+    "four_facts.consented": "最新4情報提供への同意",
+    "four_facts.consent_withdrawn": "最新4情報提供の同意の撤回",
+    "four_facts.queued": "最新4情報提供の準備",
+    "four_facts.provided": "最新4情報の提供",
+    "four_facts.delivery_failed": "最新4情報の提供の失敗",
 }
 
 OUTCOME_LABELS = {"success": "成功", "failure": "失敗", "denied": "拒否"}
@@ -257,9 +347,33 @@ def menu_for(principal: Principal) -> list[MenuItem]:
         candidates.append(
             (rule, MenuItem(f"{command.label}の届出", f"/staff/events/{slug}", "新しい住民を記録する"))
         )
-    candidates.append(
-        (security.AUDITOR, MenuItem("監査ログ", "/staff/audit", "ハッシュチェーンの検証と操作記録の検索"))
-    )
+    candidates += [
+        (
+            security.CLERK,
+            MenuItem(
+                "転入予定者 (ワンストップ窓口)",
+                "/staff/arrivals",
+                "転出証明書情報から転入を記録し、マイナンバーカードの継続利用を行う",
+            ),
+        ),
+        (
+            security.CLERK,
+            MenuItem("証明書の交付", "/staff/certificates", "住民票の写し・記載事項証明書のプレビューと交付"),
+        ),
+        (
+            security.CLERK,
+            MenuItem("マイナンバーカード", "/staff/cards", "カードの交付と暗証番号の再設定"),
+        ),
+        (
+            security.SUPERVISOR,
+            MenuItem("支援措置 (DV等)", "/staff/protection-orders", "支援措置の一覧・登録・終了"),
+        ),
+        (
+            security.OPERATOR,
+            MenuItem("抽出依頼の承認", "/staff/approvals", "都道府県からの基準日抽出の依頼を承認・却下する"),
+        ),
+        (security.AUDITOR, MenuItem("監査ログ", "/staff/audit", "ハッシュチェーンの検証と操作記録の検索")),
+    ]
     return [item for rule, item in candidates if security.allows(rule, principal)]
 
 
@@ -278,3 +392,53 @@ def record_actions(principal: Principal) -> tuple[list[EventCommand], list[Event
 
 def role_names(roles: Sequence[Role] | frozenset[Role]) -> str:
     return "・".join(ROLE_LABELS[r] for r in sorted(roles))
+
+
+def sex_label(value: str) -> str:
+    return ENUM_LABELS[Sex].get(value, value)
+
+
+CARD_STATUS_LABELS = {
+    "produced": "製造済み (交付前設定待ち)",
+    "needs_review": "交付前設定で不一致 (確認待ち)",
+    "ready": "交付待ち",
+    "active": "利用中",
+    "suspended": "一時停止中",
+    "revoked": "廃止",
+}
+
+CERTIFICATE_KIND_LABELS = {"signing": "署名用電子証明書", "auth": "利用者証明用電子証明書"}
+
+CERTIFICATE_STATUS_LABELS = {
+    "good": "有効",
+    "hold": "一時停止中",
+    "revoked": "失効",
+    "expired": "有効期限切れ",
+}
+
+# 本人確認書類: A = one is enough (a photo), B = two are needed (card/domain.py).
+IDENTITY_DOCUMENT_LABELS = {
+    "drivers_licence": "運転免許証",
+    "passport": "旅券 (パスポート)",
+    "residence_card": "在留カード・特別永住者証明書",
+    "disability_certificate": "身体障害者手帳",
+    "old_card": "住基カード (写真付き)・旧マイナンバーカード",
+    "health_insurance": "健康保険の資格確認書",
+    "pension_book": "年金手帳",
+    "student_card": "学生証",
+    "notice": "交付通知書",
+    "other": "その他の書類",
+}
+
+EXTRACTION_STATUS_LABELS = {
+    "requested": "承認待ち",
+    "approved": "承認済み (作成待ち)",
+    "rejected": "却下",
+    "producing": "作成中",
+    "ready": "作成済み",
+    "failed": "作成に失敗",
+}
+
+
+def place_name(lg_code: str) -> str:
+    return municipality_name(lg_code) or lg_code

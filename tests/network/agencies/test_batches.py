@@ -143,6 +143,32 @@ def test_a_bad_header_fails_the_whole_file_naming_line_one(
     assert "resident_code" in str(status["failure"])
 
 
+def test_more_rows_than_the_limit_fail_the_file_naming_the_first_row_too_many(
+    client: TestClient,
+    national_db: Session,
+    make_agency: Callable[..., Agency],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The limit is 1,000,000 rows; the rule is the same at 3, and the test stays fast.
+    assert jobs.MAX_BATCH_ROWS == 1_000_000
+    monkeypatch.setattr(jobs, "MAX_BATCH_ROWS", 3)
+    agency = make_agency("nenkin", "pension-benefit")
+    codes = [new_resident_code() for _ in range(4)]
+    created = _upload(
+        client,
+        agency,
+        "resident_code\n" + codes[0] + "\n\n" + "\n".join(codes[1:]) + "\n",
+        task="pension-benefit",
+        kind="resident_code",
+        on_error="skip_bad",
+    )
+    status = _status(client, agency, str(created["id"]), "pension-benefit")
+    assert status["status"] == "failed"
+    assert status["failure"] == "6行目: データ行が上限の3行を超えています。"  # the blank line 3 counts
+    assert status["result_sha256"] is None
+    assert not audit_entries(national_db, action="network.batch_verified", target_id=str(created["id"]))
+
+
 def test_a_batch_outside_the_clients_tasks_is_refused_before_the_file_is_read(
     client: TestClient, national_db: Session, make_agency: Callable[..., Agency]
 ) -> None:

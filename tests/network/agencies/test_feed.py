@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from jumin.network.agencies import jobs
+from jumin.network.agencies import jobs, service
 from jumin.network.agencies.domain import WEBHOOK_SIGNATURE_HEADER, verify_webhook
 from jumin.network.agencies.models import WebhookDelivery
 from tests.network.agencies.conftest import Agency, audit_entries
@@ -138,6 +138,52 @@ def test_a_bad_cursor_is_a_400(client: TestClient, make_agency: Callable[..., Ag
     )
     assert r.status_code == 400
     assert r.json()["field"] == "after"
+
+
+def test_a_cursor_never_passes_an_event_still_settling(
+    client: TestClient, national_db: Session, store: Store, make_agency: Callable[..., Agency]
+) -> None:
+    """Row ids and record times need not agree (two batches applied at once): an event
+    recorded just now, with a smaller id than a settled one, must not be skipped for ever."""
+    alice, bob = (
+        store.person(name="青木 愛", kana="アオキ アイ"),
+        store.person(name="馬場 勉", kana="ババ ツトム"),
+    )
+    agency = make_agency("nenkin", "pension-benefit")
+    _know(client, agency, "pension-benefit", alice, bob)
+    client.put(
+        "/network/v1/subscriptions/pension-benefit", json={"events": ["death"]}, headers=agency.headers
+    )
+    now = dt.datetime.now(dt.UTC)
+    store.change(
+        alice,
+        on=dt.date(2025, 1, 5),
+        change_kind="death",
+        status="removed",
+        removal_reason="death",
+        recorded_at=now,
+    )
+    store.change(
+        bob,
+        on=dt.date(2025, 1, 6),
+        change_kind="death",
+        status="removed",
+        removal_reason="death",
+        recorded_at=now - dt.timedelta(minutes=1),
+    )
+    early = _feed(client, agency, "pension-benefit")
+    assert early["events"] == []  # bob's event waits behind alice's, which is still settling
+    assert early["has_more"] is False
+    principal = service.client_principal(national_db, client_id=agency.client_id)
+    ctx = service.authorize(national_db, principal=principal, task_code="pension-benefit", target="test")
+    later = service.read_feed(
+        national_db,
+        ctx=ctx,
+        after=service.parse_cursor(str(early["next_cursor"])),
+        limit=10,
+        now=now + dt.timedelta(seconds=10),
+    )
+    assert [e.person.resident_code for e in later.events] == [alice.resident_code, bob.resident_code]
 
 
 # --- webhooks ------------------------------------------------------------------------------------------

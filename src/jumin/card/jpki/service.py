@@ -3,7 +3,8 @@
 CA private keys are stored in ``jpki_authorities`` as encrypted PKCS#8 (PBES2, AES-256)
 under ``JUMIN_JPKI_PASSPHRASE`` (jpki.config); a decrypted key is kept in memory for
 the life of the process, keyed by the encrypted form, so that signing a certificate or
-an OCSP response does not re-derive it each time.
+an OCSP response does not re-derive it each time. A missing or wrong passphrase is
+``JpkiUnavailable`` (503), never a server error.
 
 Status is one place: ``jpki_certificates.status`` (good / hold / revoked / expired).
 The CRL and the OCSP responder both read it, so they cannot disagree. A status change
@@ -35,7 +36,7 @@ from jumin.card.domain import (
     end_of_day_utc,
 )
 from jumin.card.jpki import profile
-from jumin.card.jpki.config import jpki_settings
+from jumin.card.jpki.config import JpkiUnavailable, jpki_settings, passphrase
 from jumin.card.models import JpkiAuthority, JpkiCertificate, JpkiCrl
 from jumin.core.errors import NotFound
 from jumin.db import utcnow
@@ -64,16 +65,20 @@ def _encrypt(key: ec.EllipticCurvePrivateKey) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(jpki_settings().passphrase),
+        serialization.BestAvailableEncryption(passphrase()),
     ).decode()
 
 
 def _authority(row: JpkiAuthority) -> profile.Authority:
     key = _keys.get(row.key_encrypted_pem)
     if key is None:
-        loaded = serialization.load_pem_private_key(
-            row.key_encrypted_pem.encode(), jpki_settings().passphrase
-        )
+        try:
+            loaded = serialization.load_pem_private_key(row.key_encrypted_pem.encode(), passphrase())
+        except ValueError:
+            raise JpkiUnavailable(
+                f"認証局 {row.name} の秘密鍵を開けません。JUMIN_JPKI_PASSPHRASE が鍵を作ったときと"
+                "異なります。運用者が確認してください。"
+            ) from None
         assert isinstance(loaded, ec.EllipticCurvePrivateKey)
         key = _keys[row.key_encrypted_pem] = loaded
     return profile.Authority(

@@ -23,6 +23,7 @@ from jumin.api_support import (
     NATIONAL_AGENCY_CLIENT,
     NATIONAL_PUBLIC,
     PROBLEM_RESPONSES,
+    NationalAccessRule,
     NationalSessionDep,
     national_require,
     national_units,
@@ -63,6 +64,14 @@ from jumin.network.agencies.schemas import (
 router = APIRouter(prefix="/network/v1", tags=["住基ネット 行政機関API"], responses=PROBLEM_RESPONSES)
 
 AgencyClient = Annotated[Principal, Depends(NATIONAL_AGENCY_CLIENT)]
+# Lookups are also the prefecture's (住基法 第30条の15): its clerks and supervisors, for the
+# tasks of the prefectural governor, on the prefecture's own residents (service.authorize).
+LOOKUP_CALLER = NationalAccessRule(
+    agency_clients=True,
+    roles=frozenset({Role.CLERK, Role.SUPERVISOR}),
+    organisation_kinds=frozenset({OrganisationKind.PREFECTURE}),
+)
+LookupCaller = Annotated[Principal, Depends(LOOKUP_CALLER)]
 Operator = Annotated[
     Principal,
     Depends(national_require(Role.OPERATOR, organisation_kinds=frozenset({OrganisationKind.NATIONAL}))),
@@ -200,9 +209,9 @@ def _person(view: service.PersonView) -> PersonResponse:
     return PersonResponse.model_validate(view)
 
 
-@router.post("/lookups/by-resident-code", summary="住民票コードによる照会")
+@router.post("/lookups/by-resident-code", summary="住民票コードによる照会（行政機関・都道府県）")
 def by_resident_code(
-    body: ByResidentCode, request: Request, principal: AgencyClient, session: NationalSessionDep
+    body: ByResidentCode, request: Request, principal: LookupCaller, session: NationalSessionDep
 ) -> PersonResponse:
     ctx = service.authorize(session, principal=principal, task_code=body.task, target=_target(request))
     code = ResidentCode.parse(body.resident_code, field="resident_code")
@@ -211,7 +220,7 @@ def by_resident_code(
 
 @router.post("/lookups/by-individual-number", summary="個人番号による照会（認められた事務のみ）")
 def by_individual_number(
-    body: ByIndividualNumber, request: Request, principal: AgencyClient, session: NationalSessionDep
+    body: ByIndividualNumber, request: Request, principal: LookupCaller, session: NationalSessionDep
 ) -> PersonResponse:
     ctx = service.authorize(
         session, principal=principal, task_code=body.task, target=_target(request), individual_number_key=True
@@ -222,7 +231,7 @@ def by_individual_number(
 
 @router.post("/lookups/by-agency-code", summary="機関別符号による照会（自機関の符号のみ）")
 def by_agency_code(
-    body: ByAgencyCode, request: Request, principal: AgencyClient, session: NationalSessionDep
+    body: ByAgencyCode, request: Request, principal: LookupCaller, session: NationalSessionDep
 ) -> PersonResponse:
     ctx = service.authorize(session, principal=principal, task_code=body.task, target=_target(request))
     return _person(service.lookup_by_agency_code(session, ctx=ctx, agency_code=body.agency_code))
@@ -230,7 +239,7 @@ def by_agency_code(
 
 @router.post("/lookups/by-four-facts", summary="4情報（ふりがな・生年月日・性別・住所）による照会")
 def by_four_facts(
-    body: ByFourFacts, request: Request, principal: AgencyClient, session: NationalSessionDep
+    body: ByFourFacts, request: Request, principal: LookupCaller, session: NationalSessionDep
 ) -> CandidatesResponse:
     ctx = service.authorize(session, principal=principal, task_code=body.task, target=_target(request))
     facts = FourFacts.parse(
@@ -245,7 +254,7 @@ def by_four_facts(
 
 @router.post("/lookups/as-of", summary="基準日時点の本人確認情報（履歴）")
 def as_of(
-    body: AsOfRequest, request: Request, principal: AgencyClient, session: NationalSessionDep
+    body: AsOfRequest, request: Request, principal: LookupCaller, session: NationalSessionDep
 ) -> PersonResponse:
     ctx = service.authorize(
         session, principal=principal, task_code=body.task, target=_target(request), history=True
@@ -256,7 +265,7 @@ def as_of(
 
 @router.post("/lookups/history", summary="本人確認情報の変更履歴")
 def history(
-    body: HistoryRequest, request: Request, principal: AgencyClient, session: NationalSessionDep
+    body: HistoryRequest, request: Request, principal: LookupCaller, session: NationalSessionDep
 ) -> list[PersonResponse]:
     ctx = service.authorize(
         session, principal=principal, task_code=body.task, target=_target(request), history=True

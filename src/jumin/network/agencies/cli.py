@@ -26,6 +26,7 @@ from jumin.core.errors import DomainError
 from jumin.db import national_engine, unit_of_work
 from jumin.network.agencies import jobs, service
 from jumin.network.agencies.domain import BatchEncoding, BatchKind, BatchStatus, OnError
+from jumin.network.identity.cli import network_group
 from jumin.request_context import new_request_id, set_request_id
 
 app = typer.Typer(
@@ -68,10 +69,11 @@ def tasks(as_json: Annotated[bool, typer.Option("--json", help="1行1件のJSON�
                     "individual_number_key": t.individual_number_key,
                     "feed_events": sorted(t.feed_events),
                     "allows_linkage": t.allows_linkage,
+                    "prefecture_use": t.prefecture_use,
                 }
             )
         return
-    table = Table("コード", "事務", "個人番号キー", "連携", "通知")
+    table = Table("コード", "事務", "個人番号キー", "連携", "都道府県", "通知")
     table.columns[0].no_wrap = True
     for t in service.list_tasks():
         table.add_row(
@@ -79,6 +81,7 @@ def tasks(as_json: Annotated[bool, typer.Option("--json", help="1行1件のJSON�
             t.title,
             "可" if t.individual_number_key else "-",
             "可" if t.allows_linkage else "-",
+            "可" if t.prefecture_use else "-",
             ",".join(sorted(t.feed_events)) or "-",
         )
     Console().print(table)
@@ -278,9 +281,5 @@ def deliver_webhooks(
 
 
 def mount(root: typer.Typer) -> None:
-    """Add these commands to `jumin network`, beside the replication commands if mounted first."""
-    for group in root.registered_groups:
-        if group.name == "network" and group.typer_instance is not None:
-            group.typer_instance.add_typer(app)
-            return
-    root.add_typer(app, name="network")
+    """Add these commands to `jumin network`, beside the replication commands (either order)."""
+    network_group(root).add_typer(app)

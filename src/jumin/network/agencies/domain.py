@@ -204,6 +204,9 @@ class StatutoryTask:
     individual_number_key: bool
     feed_events: frozenset[FeedEvent]
     allows_linkage: bool
+    # A task the prefectural governor performs (住基法 第30条の15 第1項, 別表第五): the law
+    # itself entitles every prefecture to it, for the residents of its own area only.
+    prefecture_use: bool = False
 
     def allows(self, f: IdentityField) -> bool:
         return f in self.fields
@@ -231,6 +234,7 @@ def _task_from(raw: Mapping[str, Any], index: int) -> StatutoryTask:
             individual_number_key=bool(raw.get("individual_number_key", False)),
             feed_events=events,
             allows_linkage=bool(raw.get("allows_linkage", False)),
+            prefecture_use=bool(raw.get("prefecture_use", False)),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise ValueError(f"statutory task catalogue: {where} is malformed: {exc}") from exc

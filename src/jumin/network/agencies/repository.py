@@ -146,6 +146,7 @@ def identity_ids_by_past_codes(session: Session, codes: Sequence[str]) -> dict[s
 
 CANDIDATE_COLUMNS = (
     IdentityRecord.id,
+    IdentityRecord.prefecture_code,
     IdentityRecord.search_kana,
     IdentityRecord.birth_date,
     IdentityRecord.sex,
@@ -281,10 +282,12 @@ def feed_page(
     organisation_code: str,
     change_kinds: Sequence[str],
     after: int,
-    horizon: dt.datetime,
     limit: int,
 ) -> Sequence[Any]:
-    """History rows after the cursor, of the given kinds, for persons the agency holds a code for."""
+    """History rows after the cursor, of the given kinds, for persons the agency holds a code for.
+
+    Rows still settling are returned too: the caller stops the page at the first of them.
+    """
     return session.execute(
         select(IdentityHistory, AgencyCode.agency_code)
         .join(
@@ -297,7 +300,6 @@ def feed_page(
         .where(
             IdentityHistory.id > after,
             IdentityHistory.change_kind.in_(change_kinds),
-            IdentityHistory.recorded_at <= horizon,
         )
         .order_by(IdentityHistory.id)
         .limit(limit)

@@ -40,6 +40,10 @@ class TaskResponse(_View):
     individual_number_key: bool = Field(description="個人番号を照会のキーに使えるか")
     feed_events: list[FeedEvent]
     allows_linkage: bool = Field(description="機関別符号の変換（情報連携）が認められるか")
+    prefecture_use: bool = Field(
+        description="都道府県知事が行う事務か（第30条の15・別表第五）: "
+        "都道府県の職員が自都道府県の住民を照会できる"
+    )
 
 
 class RegisterClientRequest(_Request):

@@ -199,10 +199,16 @@ class GrantView:
 
 @dataclass(frozen=True, slots=True)
 class AgencyContext:
-    """An authorized agency request: who asks, under which task."""
+    """An authorized request: who asks, under which task, and (prefecture staff) for which area.
+
+    ``area`` is the 2-digit prefecture code of a prefecture's staff: they see only the
+    residents of their own prefecture (住基法 第30条の15 第1項). Agency clients have none.
+    """
 
     principal: Principal
     task: StatutoryTask
+    area: str | None = None
+    target: str = ""
 
     @property
     def client_id(self) -> str:
@@ -415,6 +421,20 @@ def _holds(session: Session, client_id: str, task_code: str) -> bool:
     return row is not None and row.revoked_at is None
 
 
+_PREFECTURE_LOOKUP_ROLES = frozenset({Role.CLERK, Role.SUPERVISOR})
+
+
+def _prefecture_staff_area(principal: Principal) -> str | None:
+    """The prefecture whose residents this caller may see: staff of a prefecture only."""
+    if (
+        principal.kind is PrincipalKind.STAFF
+        and principal.organisation_kind is OrganisationKind.PREFECTURE
+        and principal.has_any(_PREFECTURE_LOOKUP_ROLES)
+    ):
+        return principal.organisation_code[:2]
+    return None
+
+
 def authorize(
     session: Session,
     *,
@@ -426,18 +446,36 @@ def authorize(
     linkage: bool = False,
     events: Iterable[FeedEvent] = (),
 ) -> AgencyContext:
-    """The purpose check every agency request passes; a refusal is audited and kept."""
+    """The purpose check every agency request passes; a refusal is audited and kept.
+
+    An agency client may act for the tasks registered for it. A prefecture's clerk or
+    supervisor may act for the tasks the law gives the prefectural governor
+    (``prefecture_use``), and only on the prefecture's own residents (``area``).
+    """
     task = catalogue().find(task_code)
     problem: tuple[str, str, str] | None = None  # (audit reason, message, field)
     wanted_events = sorted(set(events))
-    if principal.kind is not PrincipalKind.AGENCY_CLIENT:
-        problem = ("not an agency client", "行政機関のAPIクライアントのみが利用できます。", "task")
+    agency = principal.kind is PrincipalKind.AGENCY_CLIENT
+    area = None if agency else _prefecture_staff_area(principal)
+    if not agency and area is None:
+        problem = (
+            "not an agency client",
+            "行政機関のAPIクライアント（照会は都道府県の職員も）のみが利用できます。",
+            "task",
+        )
     elif task is None:
         problem = ("unknown task", f"別表事務「{task_code}」は登録されていません。", "task")
-    elif not _holds(session, principal.subject, task.code):
+    elif agency and not _holds(session, principal.subject, task.code):
         problem = (
             "task not granted",
             f"このクライアントは別表事務「{task.code}」（{task.title}）の登録がありません。",
+            "task",
+        )
+    elif not agency and not task.prefecture_use:
+        problem = (
+            "task not performed by prefectures",
+            f"別表事務「{task.code}」（{task.title}）は都道府県知事が行う事務"
+            "（住民基本台帳法 第30条の15、別表第五）ではありません。",
             "task",
         )
     elif individual_number_key and not task.individual_number_key:
@@ -470,7 +508,38 @@ def authorize(
         accounts.deny(session, principal=principal, target=f"{target} task={task_code[:40]}", reason=reason)
         raise TaskNotGranted(message, field=field)
     assert task is not None
-    return AgencyContext(principal=principal, task=task)
+    return AgencyContext(principal=principal, task=task, area=area, target=target)
+
+
+class OutsideArea(AccessDenied):
+    """Prefecture staff asked about a person who is not (or was not then) a resident of their area."""
+
+    type_slug = "outside-area"
+    title = "自都道府県の区域外の住民です"
+
+
+def _require_area(
+    session: Session,
+    ctx: AgencyContext,
+    prefecture_code: str,
+    *,
+    field: str = "resident_code",
+    when: str = "",
+) -> None:
+    """Refuse, and audit the refusal, a person outside the caller's prefecture."""
+    if ctx.area is None or prefecture_code == ctx.area:
+        return
+    accounts.deny(
+        session,
+        principal=ctx.principal,
+        target=f"{ctx.target} task={ctx.task.code}",
+        reason=f"person outside prefecture {ctx.area}",
+    )
+    raise OutsideArea(
+        f"照会された者は{when}自都道府県の区域内の住民ではないため、本人確認情報を提供できません"
+        "（住民基本台帳法 第30条の15）。",
+        field=field,
+    )
 
 
 # --- handing data out: agency codes, audit entries, the access log --------------------------------
@@ -624,6 +693,7 @@ def _single(
         _hand_out(session, ctx, query_kind=query_kind, sources=[])
         raise PersonNotFound("照会に該当する本人確認情報はありません。")
     record = records[0]
+    _require_area(session, ctx, record.prefecture_code, field=query_kind)
     codes = _hand_out(session, ctx, query_kind=query_kind, sources=[record])
     return _person_of_record(ctx.task, codes[record.id], record)
 
@@ -691,30 +761,36 @@ def _candidate(row: Any) -> CandidateFacts:
     )
 
 
-def _candidates(session: Session, queries: Sequence[FourFacts], *, exact_only: bool) -> list[CandidateFacts]:
+def _candidates(
+    session: Session, queries: Sequence[FourFacts], *, exact_only: bool, area: str | None = None
+) -> list[CandidateFacts]:
     """People worth scoring against ``queries``, fetched with a bounded number of queries.
 
     ``exact_only``: same reading and birth date (the batch's first pass). Otherwise the
     same reading on any date, and anyone of the same birth date and sex (the reading may
-    be misspelt, or the name changed).
+    be misspelt, or the name changed). ``area``: only residents of that prefecture.
     """
     cap = CANDIDATE_FETCH_LIMIT * max(len(queries), 1)
     if exact_only:
         pairs = [(q.name_kana, q.birth_date) for q in queries]
-        return [_candidate(r) for r in repository.candidates_by_reading_and_birth(session, pairs, limit=cap)]
-    rows = list(repository.candidates_by_reading(session, [q.name_kana for q in queries], limit=cap))
-    rows += repository.candidates_by_birth_and_sex(
-        session, [(q.birth_date, q.sex.value) for q in queries], limit=cap
-    )
-    return [_candidate(r) for r in rows]
+        rows = list(repository.candidates_by_reading_and_birth(session, pairs, limit=cap))
+    else:
+        rows = list(repository.candidates_by_reading(session, [q.name_kana for q in queries], limit=cap))
+        rows += repository.candidates_by_birth_and_sex(
+            session, [(q.birth_date, q.sex.value) for q in queries], limit=cap
+        )
+    return [_candidate(r) for r in rows if area is None or r.prefecture_code == area]
 
 
 def lookup_by_four_facts(
     session: Session, *, ctx: AgencyContext, facts: FourFacts, limit: int = MAX_CANDIDATES
 ) -> list[CandidateView]:
-    """Scored candidates for the four facts (4情報), best first; each score is explained."""
+    """Scored candidates for the four facts (4情報), best first; each score is explained.
+
+    Prefecture staff are shown only residents of their prefecture: others are not candidates.
+    """
     limit = max(1, min(limit, MAX_CANDIDATES))
-    ranked = rank(facts, _candidates(session, [facts], exact_only=False), limit=limit)
+    ranked = rank(facts, _candidates(session, [facts], exact_only=False, area=ctx.area), limit=limit)
     by_id = {r.id: r for r in repository.identities_by_ids(session, [s.identity_id for s in ranked])}
     records = [by_id[s.identity_id] for s in ranked if s.identity_id in by_id]
     codes = _hand_out(session, ctx, query_kind="four_facts", sources=records)
@@ -746,6 +822,7 @@ def identity_as_of(
     if version is None:
         _hand_out(session, ctx, query_kind="as_of", sources=[])
         raise PersonNotFound(f"{on.isoformat()} 時点の本人確認情報はありません。", field="on")
+    _require_area(session, ctx, version.prefecture_code, when=f"{on.isoformat()} 時点で")
     codes = _hand_out(session, ctx, query_kind="as_of", sources=[version])
     return _person(ctx.task, codes[version.identity_id], version)
 
@@ -759,6 +836,12 @@ def identity_history(
     if not versions:
         _hand_out(session, ctx, query_kind="history", sources=[])
         raise PersonNotFound("照会に該当する本人確認情報はありません。")
+    if ctx.area is not None:
+        # Prefecture staff see the versions from while the person lived in their area.
+        mine = [v for v in versions if v.prefecture_code == ctx.area]
+        if not mine:
+            _require_area(session, ctx, versions[-1].prefecture_code, when="いずれの時点でも")
+        versions = mine
     codes = _hand_out(session, ctx, query_kind="history", sources=versions[:1])
     return [_person(ctx.task, codes[v.identity_id], v) for v in versions]
 
@@ -1011,18 +1094,18 @@ def feed_events(
     start = max(sub.start_cursor, after if after is not None else sub.start_cursor)
     horizon = (now or utcnow()) - FEED_SETTLE
     kinds = change_kinds_for(allowed)
-    rows = (
+    fetched = (
         repository.feed_page(
-            session,
-            organisation_code=ctx.organisation_code,
-            change_kinds=kinds,
-            after=start,
-            horizon=horizon,
-            limit=limit,
+            session, organisation_code=ctx.organisation_code, change_kinds=kinds, after=start, limit=limit
         )
         if kinds
         else []
     )
+    # The page ends before the first row still settling, not merely without it: ids and
+    # record times need not agree (two batches applied at once), and a cursor moved past
+    # a settling row would skip it for ever.
+    settling = next((i for i, r in enumerate(fetched) if r[0].recorded_at > horizon), None)
+    rows = fetched if settling is None else fetched[:settling]
     history = [r[0] for r in rows]
     if history:
         record_access(
@@ -1052,7 +1135,7 @@ def feed_events(
         subscription_id=sub.id,
         events=items,
         next_cursor=history[-1].id if history else start,
-        has_more=len(rows) == limit,
+        has_more=settling is None and len(rows) == limit,
     )
 
 
@@ -1109,14 +1192,15 @@ class AccessView:
 def resident_access_log(
     session: Session,
     *,
-    viewer: Principal,
+    viewer: Principal | Actor,
     resident_code: ResidentCode,
     limit: int = 100,
     before_id: int | None = None,
 ) -> list[AccessView]:
     """Who received this person's identity information, for which task, when (newest first).
 
-    Covers the codes the person held before (a changed 住民票コード). Reading it is audited.
+    Covers the codes the person held before (a changed 住民票コード). Reading it is audited,
+    under the viewer: staff (a Principal) or the resident themselves (an Actor, the portal).
     """
     found, _ = _records_for_codes(session, [resident_code.value])
     ids = [found[resident_code.value].id] if resident_code.value in found else []
@@ -1127,7 +1211,7 @@ def resident_access_log(
     )
     audit.record(
         session,
-        actor=accounts.actor_of(viewer),
+        actor=viewer if isinstance(viewer, Actor) else accounts.actor_of(viewer),
         action=AuditAction.ACCESS_LOG_VIEWED,
         target_kind="resident_code",
         target_id=resident_code.value,

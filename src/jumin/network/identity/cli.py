@@ -1,7 +1,8 @@
 """`jumin network`: the national operator's commands for the inbox (keys of municipalities).
 
 `jumin network reconcile` is mounted here too, from jumin.reconcile: it reads both sides,
-which no module under jumin.network may do.
+which no module under jumin.network may do. The agency commands (jumin.network.agencies.cli)
+share the `jumin network` group: :func:`network_group` makes it once, whoever mounts first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,23 @@ from jumin.db import national_engine
 from jumin.network.identity import service
 
 app = typer.Typer(help="全国センター (住基ネット): 団体の鍵、本人確認情報の整合性確認", no_args_is_help=True)
+
+NETWORK_HELP = "全国センター (住基ネット): 団体の鍵・整合性確認、行政機関・別表事務・一括照合・都道府県抽出"
+
+
+def network_group(root: typer.Typer) -> typer.Typer:
+    """The `jumin network` group of ``root``, made on first use.
+
+    Two modules add commands to it (the replication's and the agencies'); each merges
+    its own Typer into this neutral group, so neither is modified by the other and the
+    order of mounting does not matter.
+    """
+    for group in root.registered_groups:
+        if group.name == "network" and group.typer_instance is not None:
+            return group.typer_instance
+    network = typer.Typer(help=NETWORK_HELP, no_args_is_help=True)
+    root.add_typer(network, name="network")
+    return network
 
 
 @app.command("register-key")

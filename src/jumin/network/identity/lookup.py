@@ -5,6 +5,13 @@ owns their writes; everything another feature needs to read from them is here, s
 a change to those tables has one place to look. Set-based callers (pre-issuance setup,
 renewal notices, reports) join ``current_identities()`` into their own statements
 instead of reading person by person.
+
+The store keeps an address as its municipality (``address_lg_code``) and the line within
+it (``address``), as the register sends it. Whatever is written for a person — the
+card's face, the signing certificate, the four facts a business receives, a mailing
+label — is the full address (``full_address``: prefecture, municipality, line), so that
+a move between municipalities is a change even when the two lines read the same
+(本町一丁目1番1号 is in many towns).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import Subquery, func, select
 from sqlalchemy.orm import Session
 
+from jumin.core.municipalities import MunicipalityKind, load_master
 from jumin.network.identity.models import IdentityHistory, IdentityRecord
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "current_identities",
     "current_identities_for",
     "current_identity",
+    "full_address",
     "history_after",
     "latest_history_id",
     "live_population_by_lg",
@@ -32,8 +41,22 @@ __all__ = [
 STATUS_LIVE = "live"
 
 
+def full_address(address_lg_code: str, line: str) -> str:
+    """The address as written on the card: prefecture, municipality (a ward with its
+    city), then the line; the line alone for a code the master does not know."""
+    master = load_master()
+    entry = master.find(address_lg_code)
+    if entry is None:
+        return line
+    prefecture = master.find(entry.prefecture_code)
+    municipality = "" if entry.kind is MunicipalityKind.PREFECTURE else entry.name
+    return f"{prefecture.name if prefecture else ''}{municipality}{line}"
+
+
 @dataclass(frozen=True, slots=True)
 class CurrentIdentity:
+    """A person's current 本人確認情報; ``address`` is the full address (``full_address``)."""
+
     resident_code: str
     prefecture_code: str
     lg_code: str
@@ -45,6 +68,8 @@ class CurrentIdentity:
     birth_date: dt.date
     sex: str
     address: str
+    address_lg_code: str
+    address_line: str
     changed_on: dt.date
 
 
@@ -70,7 +95,9 @@ def _view(row: IdentityRecord) -> CurrentIdentity:
         name_kana=row.name_kana,
         birth_date=row.birth_date,
         sex=row.sex,
-        address=row.address,
+        address=full_address(row.address_lg_code, row.address),
+        address_lg_code=row.address_lg_code,
+        address_line=row.address,
         changed_on=row.changed_on,
     )
 
@@ -95,7 +122,8 @@ def current_identities() -> Subquery:
     """The current 本人確認情報 as a subquery, for joins in set-based statements.
 
     Columns: resident_code, prefecture_code, lg_code, status, removal_reason, name,
-    birth_date, sex, address.
+    birth_date, sex, address (the line within the municipality) and address_lg_code;
+    a caller that writes or compares an address composes ``full_address`` from the two.
     """
     r = IdentityRecord
     return select(
@@ -108,6 +136,7 @@ def current_identities() -> Subquery:
         r.birth_date,
         r.sex,
         r.address,
+        r.address_lg_code,
     ).subquery("current_identity")
 
 

@@ -1,0 +1,1 @@
+"""The interchange layout: bulk import and export of registers as documented CSV files."""

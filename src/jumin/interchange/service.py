@@ -1,0 +1,248 @@
+"""Import and export of whole directories: the operator's use cases, one municipality per transaction.
+
+Like ``jumin.reconcile``, this is an operator's tool that works on both sides: the
+municipal register through the interchange's municipal modules (importer, exporter,
+and registry's own outbox and relay functions) and the national store through
+``interchange.national``, handing over nothing but the outbox's wire messages. The two
+sides never import each other; only this module joins them, and only in one process.
+
+National feeding (``national``):
+
+- ``seed`` (default): after a municipality commits, its outbox messages are applied to
+  the national store in bulk (interchange.national) and marked delivered; what cannot
+  be seeded stays in the outbox for the relay.
+- ``relay``: nothing more; the relay (``jumin registry relay`` or ``jumin serve``) delivers
+  the outbox over HTTP through the inbox, message by message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from jumin.audit.domain import Actor, ActorKind
+from jumin.db import default_engine, national_engine, unit_of_work, utcnow
+from jumin.interchange import national
+from jumin.interchange.exporter import export_municipality, exportable_municipalities
+from jumin.interchange.files import InterchangeWriter, check_directory, read_municipalities
+from jumin.interchange.importer import IMPORT_ACTOR_ID, ImportOutcome, import_municipality
+from jumin.interchange.layout import ALIASES, CARDS, EVENTS, FOREIGN_RESIDENTS, HOUSEHOLDS, PERSONS, RowError
+from jumin.interchange.validate import validate_municipality
+from jumin.registry import relay
+from jumin.registry import service as registry
+from jumin.request_context import current_request_id
+
+__all__ = [
+    "ExportReport",
+    "ImportReport",
+    "NationalFeed",
+    "export_directory",
+    "import_directory",
+    "seed_national",
+]
+
+SEED_PAGE = 5_000
+# Small municipalities are seeded together: per-transaction costs, not per-person ones,
+# dominate below a few thousand residents.
+SEED_GROUP = 20_000
+
+
+class NationalFeed(StrEnum):
+    SEED = "seed"
+    RELAY = "relay"
+
+
+@dataclass
+class ImportReport:
+    municipalities: list[ImportOutcome] = field(default_factory=list)
+    fatal: list[RowError] = field(default_factory=list)
+    seeded: int = 0
+    left_for_relay: int = 0
+    seconds: float = 0.0
+
+    @property
+    def errors(self) -> list[RowError]:
+        return self.fatal + [e for m in self.municipalities for e in m.errors]
+
+    @property
+    def imported_persons(self) -> int:
+        return sum(m.persons for m in self.municipalities if m.status == "imported")
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _actor(lg_code: str, operator: str) -> Actor:
+    return Actor(kind=ActorKind.SYSTEM, actor_id=f"{IMPORT_ACTOR_ID}:{operator}", organisation_code=lg_code)
+
+
+def seed_national(
+    lg_codes: Sequence[str],
+    *,
+    municipal_engine: Engine | None = None,
+    national_db: Engine | None = None,
+    now: Callable[[], dt.datetime] = utcnow,
+) -> tuple[int, int]:
+    """Apply these municipalities' undelivered outbox to the national store in bulk.
+
+    Returns (messages applied or already there, messages left for the relay). Each page
+    is read in one municipal transaction, applied in one national transaction and
+    acknowledged in another municipal one, as the relay does: a crash in between leaves
+    the messages undelivered, and the next run finds them applied ("duplicate").
+    """
+    municipal = municipal_engine or default_engine()
+    target = national_db or national_engine()
+    wanted = set(lg_codes)
+    only = next(iter(wanted)) if len(wanted) == 1 else None
+    applied = left = 0
+    after_id = 0
+    while wanted:
+        with unit_of_work(municipal) as session:
+            page = registry.outbox(
+                session, lg_code=only, undelivered_only=True, after_id=after_id, limit=SEED_PAGE
+            )
+            by_sender: dict[str, list[dict[str, Any]]] = {}
+            for message, payload in page:
+                if message.lg_code in wanted:
+                    by_sender.setdefault(message.lg_code, []).append(relay.wire_message(message, payload))
+        if not page:
+            break
+        after_id = page[-1][0].id
+        outcomes: dict[str, national.SeedOutcome] = {}
+        with unit_of_work(target) as session:
+            for sender, wire in by_sender.items():
+                outcomes[sender] = national.seed_identities(session, sender=sender, messages=wire, now=now())
+        with unit_of_work(municipal) as session:
+            for sender, outcome in outcomes.items():
+                if not outcome.statuses:
+                    continue
+                done = tuple(w for w in by_sender[sender] if w["idempotency_key"] in outcome.statuses)
+                batch = relay.OutgoingBatch(sender=sender, first_id=after_id, last_id=after_id, messages=done)
+                relay.acknowledge(session, batch=batch, statuses=outcome.statuses, now=now())
+        for sender, wire in by_sender.items():
+            applied += len(outcomes[sender].statuses)
+            left += len(wire) - len(outcomes[sender].statuses)
+        if len(page) < SEED_PAGE:
+            break
+    return applied, left
+
+
+def import_directory(
+    directory: Path,
+    *,
+    municipal_engine: Engine | None = None,
+    national_db: Engine | None = None,
+    feed: NationalFeed = NationalFeed.SEED,
+    operator: str = "cli",
+    check_only: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    on_municipality: Callable[[ImportOutcome], None] | None = None,
+    now: Callable[[], dt.datetime] = utcnow,
+) -> ImportReport:
+    """Validate every row, then import each municipality whole or not at all.
+
+    ``on_start`` gets the number of residents in the files, ``on_municipality`` each
+    municipality's outcome as it finishes (progress bars). With ``check_only`` nothing is
+    written: every row is checked, including against the register's live records.
+    """
+    started = time.monotonic()
+    report = ImportReport()
+    summary = check_directory(directory)
+    report.fatal = summary.errors
+    if summary.errors:
+        report.seconds = time.monotonic() - started
+        return report
+    if on_start is not None:
+        on_start(summary.total_residents)
+    engine = municipal_engine or default_engine()
+    pending: list[str] = []
+    pending_persons = 0
+
+    def seed(lg_codes: list[str]) -> None:
+        applied, left = seed_national(lg_codes, municipal_engine=engine, national_db=national_db, now=now)
+        report.seeded += applied
+        report.left_for_relay += left
+
+    for batch in read_municipalities(directory):
+        valid, errors = validate_municipality(batch)
+        if valid is None:
+            outcome = ImportOutcome(batch.lg_code, "refused", persons=batch.count(PERSONS), errors=errors)
+        else:
+            with unit_of_work(engine) as session:
+                outcome = import_municipality(
+                    session,
+                    valid,
+                    actor=_actor(batch.lg_code, operator),
+                    now=now(),
+                    request_id=current_request_id(),
+                )
+                if check_only or outcome.status != "imported":
+                    session.rollback()
+            if check_only and outcome.status == "imported":
+                outcome.status = "checked"
+            if outcome.status == "refused":
+                outcome.persons = batch.count(PERSONS)
+        report.municipalities.append(outcome)
+        # A skipped municipality is seeded too: a re-run finishes what an interrupted one
+        # left in the outbox.
+        if feed is NationalFeed.SEED and not check_only and outcome.status in ("imported", "skipped"):
+            pending.append(outcome.lg_code)
+            pending_persons += outcome.persons + 1
+            if pending_persons >= SEED_GROUP:
+                seed(pending)
+                pending, pending_persons = [], 0
+        if on_municipality is not None:
+            on_municipality(outcome)
+    if pending:
+        seed(pending)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+@dataclass
+class ExportReport:
+    municipalities: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def export_directory(
+    directory: Path,
+    *,
+    lg_codes: Sequence[str] | None = None,
+    municipal_engine: Engine | None = None,
+    operator: str = "cli",
+    on_municipality: Callable[[str, int], None] | None = None,
+    now: Callable[[], dt.datetime] = utcnow,
+) -> ExportReport:
+    """Write the register (or the named municipalities) in the interchange layout."""
+    started = time.monotonic()
+    engine = municipal_engine or default_engine()
+    report = ExportReport()
+    with unit_of_work(engine) as session:
+        codes = sorted(lg_codes) if lg_codes else exportable_municipalities(session)
+    meta: dict[str, Any] = {"exported_at": now().isoformat(), "municipalities": codes}
+    with InterchangeWriter(directory, meta=meta) as writer:
+        for lg in codes:
+            with unit_of_work(engine) as session:
+                out = export_municipality(session, lg_code=lg, actor=_actor(lg, operator), now=now())
+            writer.write(HOUSEHOLDS, out.households)
+            writer.write(PERSONS, out.persons)
+            writer.write(FOREIGN_RESIDENTS, out.foreign)
+            writer.write(ALIASES, out.aliases)
+            writer.write(EVENTS, out.events)
+            writer.write(CARDS, out.cards)
+            report.municipalities.append(lg)
+            if on_municipality is not None:
+                on_municipality(lg, len(out.persons))
+        report.counts = dict(writer.counts)
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,1 @@
+"""Synthetic populations of Japan for trying and measuring the register at scale."""
