@@ -59,13 +59,16 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "heads") -> None:
 def demo_seed() -> None:
     """デモ団体 (千代田区) と職員を用意し、ログイン情報を表示する。"""
     from jumin.cli_support import command_unit
-    from jumin.demo import DEMO_MUNICIPALITY, seed
+    from jumin.db import national_engine
+    from jumin.demo import DEMO_MUNICIPALITY, seed, seed_national
     from jumin.demo_residents import seed_residents
     from jumin.network_client import default_network_client
 
     settings = get_settings()
     with command_unit() as session:
         creds = seed(session, settings.var_dir)
+    with command_unit(national_engine()) as session:
+        national_creds, agency = seed_national(session, settings.var_dir)
     with command_unit() as session:
         network = default_network_client()
         lg_code = DEMO_MUNICIPALITY[0]
@@ -80,6 +83,17 @@ def demo_seed() -> None:
         console.print(f"  TOTPシークレット {c.totp_secret}", soft_wrap=True)
         console.print(f"  現在のコード     {pyotp.TOTP(c.totp_secret).at(now)}")
         console.print(f"  {c.totp_uri}", soft_wrap=True, highlight=False)
+    console.rule("全国サーバーの職員 (/network/v1/auth/login。var/demo-national-credentials.json)")
+    for c in national_creds:
+        console.print(f"[bold]{c.login}[/bold]  団体 {c.organisation_code}  ロール {', '.join(c.roles)}")
+        console.print(f"  パスワード       {c.password}", soft_wrap=True)
+        console.print(f"  TOTPシークレット {c.totp_secret}", soft_wrap=True)
+        console.print(f"  現在のコード     {pyotp.TOTP(c.totp_secret).at(now)}")
+    console.rule("行政機関のAPIクライアント (/network/v1/auth/token。var/demo-agency-client.json)")
+    tasks = ", ".join(agency.tasks)
+    console.print(f"[bold]{agency.name}[/bold]  機関 {agency.organisation_code}  事務 {tasks}")
+    console.print(f"  client_id        {agency.client_id}", soft_wrap=True)
+    console.print(f"  client_secret    {agency.client_secret}", soft_wrap=True)
     console.print("現在のコードは `.venv/bin/jumin accounts totp SECRET` でいつでも表示できます。")
 
 
