@@ -20,6 +20,8 @@ os.environ["JUMIN_KEY_DIR"] = str(_TMP / "keys")
 os.environ.setdefault("JUMIN_AUDIT_CHECKPOINT_EVERY", "10")
 # The JPKI CAs refuse to run without a passphrase outside the demo (card.jpki.config).
 os.environ.setdefault("JUMIN_JPKI_PASSPHRASE", "test-jpki-passphrase")
+# `jumin serve` processes started by tests run no card worker unless a test asks for one.
+os.environ.setdefault("JUMIN_CARD_WORKER_INTERVAL_SECONDS", "0")
 
 import pytest
 from fastapi import FastAPI

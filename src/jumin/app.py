@@ -20,11 +20,13 @@ from jumin.api_support import PROBLEM_JSON, PUBLIC, problem_body, problem_respon
 from jumin.audit.api import router as audit_router
 from jumin.card.api import router as card_router
 from jumin.certificates.api import router as certificates_router
+from jumin.certificates.widearea_api import router as wide_area_home_router
+from jumin.certificates.widearea_api import staff_router as wide_area_staff_router
 from jumin.core.errors import DomainError, InvalidValue, problem_type
 from jumin.db import default_engine
 from jumin.db import national_engine as default_national_engine
 from jumin.http_guards import RejectNulCharacters
-from jumin.loopback import loopback_relay
+from jumin.loopback import loopback_card_worker, loopback_relay, together
 from jumin.network.agencies.api import router as agencies_router
 from jumin.network.identity.api import router as replication_router
 from jumin.network_client import NetworkClient, default_network_client
@@ -60,9 +62,10 @@ def create_app(
     national_engine: Engine | None = None,
     relay_url: str | None = None,
 ) -> FastAPI:
-    """The app; ``relay_url`` (``jumin serve``) also runs the relay against this server's own port."""
+    """The app; ``relay_url`` (``jumin serve``) also runs the relay against this server's own port,
+    and the card worker on the national database."""
     app = FastAPI(
-        lifespan=loopback_relay(relay_url) if relay_url else None,
+        lifespan=together(loopback_relay(relay_url), loopback_card_worker()) if relay_url else None,
         title="Jumin 住民基本台帳システム API",
         version=__version__,
         description=(
@@ -187,6 +190,9 @@ def create_app(
     app.include_router(agencies_router)
     app.include_router(card_router)
     app.include_router(certificates_router)
+    # The home municipality's door for 広域交付 (the national network asks, signed).
+    app.include_router(wide_area_home_router)
+    app.include_router(wide_area_staff_router)
     # The staff window (web/): its pages, static files and HTML error pages.
     install_staff_window(app)
     # The resident portal (portal/): its pages under /portal, its own session cookie and error pages.

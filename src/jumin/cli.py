@@ -21,6 +21,7 @@ from jumin.network.agencies.cli import mount as mount_agencies
 from jumin.population.cli import app as population_app
 from jumin.registry.cli import app as registry_app
 from jumin.replication_cli import mount as mount_replication
+from jumin.widearea_cli import mount as mount_wide_area
 
 app = typer.Typer(help="Jumin 住民基本台帳システム", no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="データベース", no_args_is_help=True)
@@ -42,6 +43,7 @@ app.command("import")(import_command)
 app.command("export")(export_command)
 mount_replication(app, registry_app=registry_app)
 mount_agencies(app)  # both live under `jumin network`, in either order
+mount_wide_area(app)  # 広域交付: endpoints and the network's key, under `jumin network`/`jumin relay`
 
 
 @db_app.command("upgrade")

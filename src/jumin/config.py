@@ -26,6 +26,12 @@ class Settings:
     log_level: str
     # `jumin serve` relays the outbox to its own national inbox this often; 0 turns it off.
     relay_interval_seconds: float = 5.0
+    # `jumin serve` runs the card worker (identity sweep, four-facts webhooks, daily expiry;
+    # `jumin card worker`) in the same process this often; 0 turns it off.
+    card_worker_interval_seconds: float = 30.0
+    # The national server this municipal system asks over HTTP (広域交付); empty: the
+    # national side in this process (`jumin serve`, every role in one process).
+    network_url: str = ""
 
     @staticmethod
     def from_env(env: dict[str, str] | None = None) -> Settings:
@@ -45,6 +51,8 @@ class Settings:
             audit_checkpoint_every=int(e.get("JUMIN_AUDIT_CHECKPOINT_EVERY", "100")),
             log_level=e.get("JUMIN_LOG_LEVEL", "INFO"),
             relay_interval_seconds=float(e.get("JUMIN_RELAY_INTERVAL_SECONDS", "5")),
+            card_worker_interval_seconds=float(e.get("JUMIN_CARD_WORKER_INTERVAL_SECONDS", "30")),
+            network_url=e.get("JUMIN_NETWORK_URL", "").strip(),
         )
 
 

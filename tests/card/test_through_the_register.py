@@ -336,3 +336,143 @@ def consent_serial(db: Session, consent: dict[str, Any]) -> str:
     row = repository.consent(db, consent["id"])
     assert row is not None
     return row.certificate_serial
+
+
+def test_after_a_resident_code_change_the_card_still_follows_the_person(
+    client: TestClient,
+    db: Session,
+    national_db: Session,
+    chiyoda: Headers,
+    operator: Headers,
+    relay: Callable[[], None],
+) -> None:
+    """住民票コードの変更 recorded at the window: the card, its certificates and the consent
+    stay as they are (nothing on them carries the code); the window finds the card by the
+    new code only; the card login names the person by the new code; a later move still
+    revokes the signing certificate and reaches the bank, and the death revokes the card."""
+    father_id, mother_id, _son_id = family_from_abroad(
+        lambda slug, body, headers: _post(client, f"/registry/events/{slug}", headers, body), chiyoda
+    )["person_ids"]
+    relay()
+    old_code = _person(client, father_id, chiyoda)["resident_code"]
+    _post(
+        client,
+        "/card/v1/applications",
+        chiyoda,
+        {"resident_code": old_code, "reason": "new", "photo_ref": PHOTO},
+    )
+    _post(client, "/card/v1/production", operator)
+    _post(client, "/card/v1/pre-issuance-setup", operator)
+    number = repository.cards_of(national_db, old_code)[-1].card_number
+    _post(
+        client,
+        f"/card/v1/cards/{number}/hand-over",
+        chiyoda,
+        {"identity_documents": DOCS, "auth_pin": AUTH_PIN, "signing_pin": SIGNING_PIN},
+    )
+    bank = fourfacts.register_business(
+        national_db, actor=OPERATOR, code="bank", name="銀行", webhook_url=None
+    )
+    national_db.commit()
+    before = service.login_with_card(national_db, card_number=number, pin=AUTH_PIN)
+    national_db.commit()
+    consent = _post(
+        client,
+        "/card/v1/me/four-facts-consents",
+        {"Authorization": f"Bearer {before.access_token}"},
+        {"business_code": "bank", "scope": ["name", "address"]},
+    )
+    serial = consent_serial(national_db, consent)
+
+    _post(
+        client,
+        "/registry/events/resident-code-change",
+        chiyoda,
+        {"effective_on": today().isoformat(), "person": _ref(client, father_id, chiyoda)},
+    )
+    relay()
+    new_code = _person(client, father_id, chiyoda)["resident_code"]
+    assert new_code != old_code
+    # The code change alone changes none of the four facts: nothing is revoked or sent.
+    swept = _sweep(client, operator)
+    assert swept["history_rows"] >= 1
+    assert (swept["signing_revoked"], swept["cards_revoked"], swept["provisions"]) == (0, 0, 0)
+    assert _statuses(client, number, chiyoda) == {"auth": "good", "signing": "good"}
+
+    # The window finds the card by the new code; the old one finds nobody.
+    found = client.post("/card/v1/resident-cards", json={"resident_code": new_code}, headers=chiyoda)
+    assert found.status_code == 200, found.text
+    assert [(c["card_number"], c["status"]) for c in found.json()] == [(number, "active")]
+    gone = client.post("/card/v1/resident-cards", json={"resident_code": old_code}, headers=chiyoda)
+    assert gone.status_code == 404
+    again = client.post(
+        "/card/v1/applications",
+        json={"resident_code": new_code, "reason": "new", "photo_ref": PHOTO},
+        headers=chiyoda,
+    )
+    assert again.status_code == 409
+    assert "有効なカードをお持ちです" in again.json()["detail"]
+    viewed = national_db.query(AuditEntry).filter_by(action="card.viewed", target_id=new_code).count()
+    assert viewed >= 1
+
+    # The card login still works and names the person by the new code, as does the
+    # session opened before the change; the portal finds the register record by it.
+    after = service.login_with_card(national_db, card_number=number, pin=AUTH_PIN)
+    national_db.commit()
+    assert after.principal.resident_code == new_code
+    assert service.authenticate_resident(national_db, before.access_token).resident_code == new_code
+    me = client.get("/card/v1/me", headers={"Authorization": f"Bearer {after.access_token}"})
+    assert me.status_code == 200, me.text
+    consents = client.get(
+        "/card/v1/me/four-facts-consents", headers={"Authorization": f"Bearer {after.access_token}"}
+    ).json()
+    assert [c["id"] for c in consents] == [consent["id"]]
+
+    # 転居 after the change: the signing certificate is revoked and the bank told, under
+    # the serial it knows.
+    _post(
+        client,
+        "/registry/events/move-within",
+        chiyoda,
+        {
+            "effective_on": today().isoformat(),
+            "notified_on": today().isoformat(),
+            "persons": [_ref(client, father_id, chiyoda)],
+            "address": {"line": "永田町一丁目7番1号"},
+        },
+    )
+    relay()
+    swept = _sweep(client, operator)
+    assert (swept["signing_revoked"], swept["cards_revoked"], swept["provisions"]) == (1, 0, 1)
+    assert _statuses(client, number, chiyoda) == {"auth": "good", "signing": "revoked"}
+    items = client.get(
+        "/card/v1/four-facts/updates", headers={"Authorization": f"Bearer {bank.api_key}"}
+    ).json()["items"]
+    assert len(items) == 1
+    assert items[0]["certificate_serial"] == serial
+    assert items[0]["facts"]["address"] == "東京都千代田区永田町一丁目7番1号"
+    queued = national_db.query(AuditEntry).filter_by(action="four_facts.queued").all()
+    assert [e.target_id for e in queued] == [new_code]
+
+    # The death: the card is revoked with its certificates, the sessions end.
+    _post(
+        client,
+        "/registry/events/death",
+        chiyoda,
+        {
+            "effective_on": today().isoformat(),
+            "notified_on": today().isoformat(),
+            "person": _ref(client, father_id, chiyoda),
+            "remaining_head_person_id": mother_id,
+        },
+    )
+    relay()
+    assert _sweep(client, operator)["cards_revoked"] == 1
+    card = repository.card_by_number(national_db, number)
+    assert card is not None
+    assert (card.status, card.revocation_reason) == ("revoked", "death")
+    assert {c.status for c in national_db.query(JpkiCertificate).filter_by(card_id=card.id)} == {"revoked"}
+    assert (
+        client.get("/card/v1/me", headers={"Authorization": f"Bearer {after.access_token}"}).status_code
+        == 401
+    )

@@ -25,17 +25,29 @@ from typing import Any
 # Signing keys are encrypted with this; set before any certificate code reads it.
 os.environ.setdefault("JUMIN_CA_PASSPHRASE", "test-ca-passphrase")
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from jumin.api_support import get_session
+from jumin.app import create_app
 from jumin.audit.domain import Actor, ActorKind
 from jumin.card import service as card_service
 from jumin.card.domain import CertificateKind
 from jumin.certificates import service
 from jumin.certificates.schemas import WindowIssueRequest
-from jumin.db import utcnow
+from jumin.core.replication import municipality_key_name
+from jumin.db import finish_failed, utcnow
+from jumin.keys import load_or_create_ed25519
+from jumin.network.identity import service as national
+from jumin.network.identity import widearea as national_wide_area
 from jumin.network.identity.models import IdentityHistory, IdentityRecord
+from jumin.network.identity.widearea import HomeGateway, HomeReply
 from jumin.network_client import InProcessNetworkClient
 from jumin.registry import service as registry
 from jumin.registry.domain import EventOutcome, ResidentRecord
@@ -168,6 +180,106 @@ class Desk:
 
     def window(self, body: dict[str, Any]) -> service.IssuedCertificate:
         return service.issue_at_window(self.db, ctx=self.ctx, request=WindowIssueRequest.model_validate(body))
+
+
+# ---------------------------------------------------------------------------
+# 広域交付's road in one process: the national side reaches the home municipalities'
+# endpoints over HTTP into an app of their own, whose unit of work is a savepoint of the
+# test's municipal transaction (so a refusal at home rolls back the home's work only).
+
+HOME_URL = "http://testserver"
+
+
+class InProcessHomes(HomeGateway):
+    """The national side's HTTP to the homes, answered by the real app in this process."""
+
+    def __init__(self, make_app: Callable[[], FastAPI]) -> None:
+        super().__init__()
+        self._make_app = make_app
+        self._client: TestClient | None = None
+        self.calls = 0
+        self.down = False  # True: the homes do not answer, as when their systems are off
+
+    def post(self, url: str, *, body: bytes, signature: str) -> HomeReply | None:
+        self.calls += 1
+        if self.down:
+            return None
+        if self._client is None:
+            self._client = TestClient(self._make_app(), raise_server_exceptions=False)
+        self._http = self._client
+        return super().post(url, body=body, signature=signature)
+
+
+@contextmanager
+def joined(session: Session) -> Iterator[Session]:
+    """A unit of work joined to the test's transaction (a savepoint released at the end)."""
+    try:
+        yield session
+        session.commit()
+    except BaseException as exc:
+        finish_failed(session, exc)
+        raise
+
+
+def national_scope(national_db: Session) -> Callable[[], AbstractContextManager[Session]]:
+    @contextmanager
+    def scope() -> Iterator[Session]:
+        try:
+            yield national_db
+            national_db.commit()
+        except BaseException as exc:
+            finish_failed(national_db, exc)
+            raise
+
+    return scope
+
+
+def link_municipalities(national_db: Session, *codes: str, url: str = HOME_URL) -> None:
+    """What `jumin serve` does for the municipalities it hosts: keys and endpoints registered."""
+    for code in codes:
+        key = load_or_create_ed25519(municipality_key_name(code))
+        national.register_key(national_db, lg_code=code, public_key_pem=key.public_pem())
+        national_wide_area.register_endpoint(national_db, lg_code=code, url=url)
+    national_db.commit()
+
+
+@pytest.fixture
+def homes(engine: Engine, db: Session, national_engine: Engine, national_db: Session) -> InProcessHomes:
+    def make_app() -> FastAPI:
+        home_app = create_app(
+            engine, InProcessNetworkClient(national_scope(national_db)), national_engine=national_engine
+        )
+
+        def home_session() -> Iterator[Session]:
+            nested = db.begin_nested()
+            try:
+                yield db
+                nested.commit()
+            except BaseException as exc:
+                if getattr(exc, "commits_recorded_work", False):
+                    nested.commit()
+                else:
+                    nested.rollback()
+                raise
+
+        home_app.dependency_overrides[get_session] = home_session
+        return home_app
+
+    return InProcessHomes(make_app)
+
+
+@pytest.fixture
+def network(national_db: Session, homes: InProcessHomes) -> InProcessNetworkClient:
+    """The national network in this process (as in tests/conftest.py), able to reach the homes."""
+    link_municipalities(national_db, CHIYODA, SAPPORO)
+    return InProcessNetworkClient(national_scope(national_db), homes=homes)
+
+
+@pytest.fixture
+def app(app: FastAPI, homes: InProcessHomes) -> FastAPI:
+    """The root app, its national routes reaching the homes the same way."""
+    app.state.wide_area_homes = homes
+    return app
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from jumin.certificates import service, signing
 from jumin.certificates.domain import KioskRefused, OfficialTaskNotGranted
 from jumin.certificates.schemas import KioskIssueRequest, OfficialIssueRequest, WideAreaIssueRequest
 from jumin.core.errors import InvalidValue, NotFound, RuleViolation
+from jumin.registry.relay import Relay, RelayReport
 from tests import factories
 from tests.certificates.conftest import (
     Desk,
@@ -26,6 +27,7 @@ from tests.certificates.conftest import (
     card_holder,
     card_login,
     days_ago,
+    joined,
     pypdf_text,
     self_request,
     squash,
@@ -270,7 +272,13 @@ def test_a_resident_logs_in_with_the_card_at_the_kiosk(
 
 
 def test_another_municipality_issues_a_record_copy_audited_at_both_ends(
-    desk: Desk, sapporo_desk: Desk, client: TestClient, sapporo: Headers, db: Session
+    desk: Desk,
+    sapporo_desk: Desk,
+    client: TestClient,
+    sapporo: Headers,
+    chiyoda: Headers,
+    db: Session,
+    national_db: Session,
 ) -> None:
     head, _wife, _child = desk.family().person_ids
     code = desk.record(head).resident_code
@@ -300,13 +308,37 @@ def test_another_municipality_issues_a_record_copy_audited_at_both_ends(
     visiting = db.query(AuditEntry).filter_by(chain="011002", action="certificate.issued").one()
     assert visiting.target_id == number
     assert "channel=wide_area" in visiting.detail
+    assert "home=131016" in visiting.detail
+    # The home answered from its own register, through the network: its reads and its
+    # provision are in its own chain, naming the visiting clerk; the issuer read no register.
     home = db.query(AuditEntry).filter_by(chain="131016", action="certificate.record_provided").one()
-    assert home.target_id == number
+    assert home.target_kind == "wide_area_request"
     assert "issued_by=011002" in home.detail
     assert "@011002" in home.detail
-    # The register's own read entries name the visiting clerk, in the visitor's chain.
-    reads = db.query(AuditEntry).filter_by(chain="011002", action="registry.read").all()
+    reads = [
+        e
+        for e in db.query(AuditEntry).filter_by(chain="131016", action="registry.read").all()
+        if e.actor_id.endswith("@011002")
+    ]
     assert {e.target_id for e in reads} == {"search", f"household:{desk.record(head).household_id}"}
+    assert db.query(AuditEntry).filter_by(chain="011002", action="registry.read").count() == 0
+    forwarded = national_db.query(AuditEntry).filter_by(action="network.wide_area_request_forwarded").one()
+    assert (forwarded.target_id, forwarded.actor_id) == (code, "municipality:011002")
+
+    # The relay tells the home that the copy was issued; the home keeps the record of it.
+    relay = Relay(url="http://testserver", http=client, session_scope=lambda: joined(db))
+    report = RelayReport()
+    relay.deliver_wide_area_notices(report)
+    assert (report.wide_area_notices, report.errors) == (1, [])
+    told = db.query(AuditEntry).filter_by(chain="131016", action="certificate.wide_area_issued").one()
+    assert told.target_id == number
+    relay.deliver_wide_area_notices(report)
+    assert report.wide_area_notices == 1  # delivered once, not again
+    provided = client.get("/certificates/wide-area/provided", headers=chiyoda).json()
+    assert [(p["issuer_lg_code"], p["issue_number"], p["fee_yen"]) for p in provided] == [
+        ("011002", number, 300)
+    ]
+    assert client.get("/certificates/wide-area/provided", headers=sapporo).json() == []
 
     view = service.get_issuance(desk.db, actor=desk.ctx.actor, lg_code="131016", number=number)
     assert (view.lg_code, view.home_lg_code, view.channel.value) == ("011002", "131016", "wide_area")

@@ -147,7 +147,7 @@ def test_the_kiosk_refuses_protected_persons_and_wide_area_and_official_respect_
     wide = WideAreaIssueRequest.model_validate(
         {"home_lg_code": "131016", "resident_code": desk.record(head).resident_code, "whole_household": True}
     )
-    with pytest.raises(ProtectedRecord):
+    with pytest.raises(ProtectedRecord, match="広域交付はできません"):
         service.issue_wide_area(sapporo_desk.db, ctx=sapporo_desk.ctx, request=wide)
 
     accounts.ensure_organisation(db, code="tantei", kind=OrganisationKind.AGENCY, name="調査会社")
@@ -169,7 +169,11 @@ def test_the_kiosk_refuses_protected_persons_and_wide_area_and_official_respect_
     with pytest.raises(ProtectedRecord):
         service.issue_official(desk.db, ctx=agency, request=official)
     refusals = db.query(AuditEntry).filter_by(action="certificate.refused").all()
-    assert [e.chain for e in refusals] == ["131016", "011002", "tantei"]
+    # 広域交付 is refused by the home (its order, its chain, naming the visiting clerk) and
+    # recorded again by the issuer.
+    assert [e.chain for e in refusals] == ["131016", "131016", "011002", "tantei"]
+    assert refusals[1].actor_id.endswith("@011002")
+    assert "reason=protection_order" in refusals[1].detail
     assert all(e.outcome == "denied" for e in refusals)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from jumin.audit.domain import Actor, ActorKind, AuditAction
 from jumin.audit.models import AuditEntry
+from jumin.core.ids import LgCode, ResidentCode
 from jumin.db import unit_of_work
 from jumin.demo_residents import seed_residents
 from jumin.interchange.service import NationalFeed, export_directory, import_directory
@@ -106,23 +107,11 @@ def test_imported_records_read_back_through_the_register_and_take_new_events(
             select(OutboxMessage.seq).where(OutboxMessage.person_id == person.id).order_by(OutboxMessage.seq)
         ).scalars()
         assert list(seqs) == [1, 2]
-        # National individual numbers of imported residents are found, not issued anew.
-    assert (
-        str(network.individual_number_for(resident_code=_code(row), lg_code=_lg(row)))
-        == row["individual_number"]
+    # The national network finds an imported resident's 個人番号; it does not issue another.
+    number = network.individual_number_for(
+        resident_code=ResidentCode(row["resident_code"]), lg_code=LgCode(row["lg_code"])
     )
-
-
-def _code(row: dict[str, str]):  # type: ignore[no-untyped-def]
-    from jumin.core.ids import ResidentCode
-
-    return ResidentCode(row["resident_code"])
-
-
-def _lg(row: dict[str, str]):  # type: ignore[no-untyped-def]
-    from jumin.core.ids import LgCode
-
-    return LgCode(row["lg_code"])
+    assert number.value == row["individual_number"]
 
 
 def test_a_register_kept_in_jumin_exports_and_imports_into_another_system_unchanged(

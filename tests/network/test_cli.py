@@ -12,6 +12,7 @@ from jumin.network.agencies.cli import app as agencies_app
 from jumin.network.agencies.cli import mount as mount_agencies
 from jumin.network.identity.cli import app as replication_app
 from jumin.replication_cli import mount as mount_replication
+from jumin.widearea_cli import network_commands as wide_area_app
 
 
 def _names(group: typer.Typer) -> set[str]:
@@ -32,10 +33,12 @@ def test_both_modules_commands_are_under_jumin_network_and_none_shadows_another(
     replication, agencies = _names(replication_app), _names(agencies_app)
     assert {"register-key", "keys", "reconcile"} <= replication
     assert {"tasks", "create-client", "grant-task", "verify-batch", "run-extractions"} <= agencies
-    # A name in both would leave only one of the two commands reachable.
-    assert replication & agencies == set()
+    wide_area = _names(wide_area_app)
+    assert {"register-endpoint", "endpoints", "public-key"} <= wide_area
+    # A name in two would leave only one of the commands reachable.
+    assert replication & agencies == replication & wide_area == agencies & wide_area == set()
     network = _network(app)
-    assert set(network.commands) == replication | agencies
+    assert set(network.commands) == replication | agencies | wide_area
     # Each name runs its own module's function, not a namesake's.
     assert network.commands["reconcile"].callback is not None
     assert network.commands["reconcile"].callback.__module__ == "jumin.reconcile"
@@ -44,7 +47,7 @@ def test_both_modules_commands_are_under_jumin_network_and_none_shadows_another(
 
     shown = CliRunner().invoke(app, ["network", "--help"], terminal_width=200)
     assert shown.exit_code == 0, shown.output
-    for name in replication | agencies:
+    for name in replication | agencies | wide_area:
         assert f" {name} " in shown.output, name
     top = CliRunner().invoke(app, ["--help"], terminal_width=200)
     assert top.output.count(" network ") == 1

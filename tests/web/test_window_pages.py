@@ -4,6 +4,7 @@ orders and extraction approvals, each through its real use case, on SQLite and P
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jumin.accounts.domain import OrganisationKind, Principal, PrincipalKind, Role
+from jumin.audit.domain import Actor, ActorKind
 from jumin.audit.models import AuditEntry
 from jumin.card import repository as card_repository
 from jumin.card import service as cards
@@ -30,6 +32,7 @@ from tests.web.scenario import (
     CHIYODA,
     SAPPORO,
     World,
+    arrive_from_abroad,
     clerk_context,
     joined_world,
     moving_household,
@@ -263,17 +266,86 @@ def test_a_certificate_is_previewed_then_issued_and_handed_over_as_a_signed_pdf(
     assert refused.status_code == 409
     assert 'id="q-include-error"' in refused.text
 
-    issued = window.post("/staff/certificates/issue", data=_selection(token, person.person_id))
-    assert issued.status_code == 200, issued.text
-    number = re.search(r"発行番号 <strong>([^<]+)</strong>", issued.text)
+    # The issue form carries the preview's one-time token; the answer is a redirect.
+    issue_token = re.search(r'name="issue_token" value="([^"]+)"', preview.text)
+    assert issue_token
+    form = _selection(token, person.person_id, issue_token=issue_token.group(1))
+    issued = window.post("/staff/certificates/issue", data=form, follow_redirects=False)
+    assert issued.status_code == 303, issued.text
+    result_url = issued.headers["location"]
+    assert result_url.startswith("/staff/certificates/issued/")
+    # The same form posted again (a double click) answers with the first issuance.
+    twice = window.post("/staff/certificates/issue", data=form, follow_redirects=False)
+    assert twice.status_code == 303
+    assert twice.headers["location"] == result_url
+    shown = window.get(result_url)
+    assert shown.status_code == 200, shown.text
+    number = re.search(r"発行番号 <strong>([^<]+)</strong>", shown.text)
     assert number
-    link = re.search(r'href="data:application/pdf;base64,([^"]+)" download="([^"]+)"', issued.text)
+    assert result_url.endswith(number.group(1))
+    link = re.search(r'href="data:application/pdf;base64,([^"]+)" download="([^"]+)"', shown.text)
     assert link
     assert link.group(2) == f"{number.group(1)}.pdf"
     pdf = base64.b64decode(link.group(1))
     assert pdf.startswith(b"%PDF")
     verified = certificates.verify_document(db, pdf=pdf)
     assert verified.authentic
+    # A reload shows the same PDF and issues nothing.
+    again = window.get(result_url)
+    assert link.group(1) in again.text
+    assert len(_audited(db, "certificate.issued")) == 1
+    assert _audited(db, "certificate.handover_shown")
+    # The same token with other choices is refused: a token issues one certificate.
+    other = window.post(
+        "/staff/certificates/issue", data=form | {"kind": "record_certificate"}, follow_redirects=False
+    )
+    assert other.status_code == 409
+    assert len(_audited(db, "certificate.issued")) == 1
+
+    # Its clerk ends the hand-over: the PDF is erased, the issuance stays.
+    finished = window.post(f"{result_url}/finish", data={"csrf_token": token}, follow_redirects=False)
+    assert finished.status_code == 303
+    gone = window.get(finished.headers["location"])
+    assert "data:application/pdf" not in gone.text
+    assert "署名付きPDFは消去しました" in gone.text
+    assert number.group(1) in gone.text
+    assert _audited(db, "certificate.handover_erased")
+
+
+def test_a_kept_pdf_is_erased_when_its_time_is_up_and_never_shown_to_another_clerk(
+    window: TestClient, db: Session, world: World
+) -> None:
+    from jumin.certificates import handover
+    from jumin.certificates.schemas import WindowIssueRequest
+
+    person = moving_household(world, card=False)[0][0]
+    clerk = clerk_context(world, CHIYODA)
+    request = WindowIssueRequest.model_validate(
+        {
+            "kind": "record_copy",
+            "person_ids": [person.person_id],
+            "requester": {"kind": "self", "person_id": person.person_id},
+        }
+    )
+    token = handover.new_token()
+    number = handover.issue_at_window_once(db, ctx=clerk, request=request, token=token)
+    assert handover.issue_at_window_once(db, ctx=clerk, request=request, token=token) == number
+    assert handover.handover(db, ctx=clerk, issue_number=number).pdf is not None
+    other = registry.RegistryContext(
+        actor=Actor(kind=ActorKind.STAFF, actor_id="another-clerk", organisation_code=CHIYODA),
+        lg_code=CHIYODA,
+        network=clerk.network,
+    )
+    seen = handover.handover(db, ctx=other, issue_number=number)
+    assert seen.pdf is None
+    assert not seen.mine
+    later = dataclasses.replace(clerk, now=clerk.now + handover.HANDOVER_TIME + dt.timedelta(seconds=1))
+    expired = handover.handover(db, ctx=later, issue_number=number)
+    assert expired.pdf is None
+    assert expired.erased_at is not None
+    assert expired.issuance.issue_number == number
+    # Even after the PDF is gone, the token still answers with its issuance.
+    assert handover.issue_at_window_once(db, ctx=later, request=request, token=token) == number
 
 
 def test_a_protection_order_registered_on_screen_stops_the_named_party(
@@ -449,15 +521,187 @@ def test_the_operator_approves_an_extraction_and_follows_its_production(
     assert again.status_code == 409
 
 
-def test_a_clerk_is_refused_the_approvals_and_a_supervisor_sees_only_their_screens(
+def test_a_municipal_supervisor_sees_corrections_and_an_auditor_no_approvals(
     window: TestClient, db: Session
 ) -> None:
     log_in(window, factories.staff(db, Role.CLERK, Role.SUPERVISOR, org=CHIYODA))
     menu = window.get("/staff/").text
     for href in ("/staff/arrivals", "/staff/certificates", "/staff/cards", "/staff/protection-orders"):
         assert f'href="{href}"' in menu
-    assert 'href="/staff/approvals"' not in menu
+    assert "修正の承認" in menu
+    assert "抽出依頼の承認" not in menu
+    page = window.get("/staff/approvals")
+    assert page.status_code == 200
+    assert "承認待ちの申請 (0件)" in page.text
+    assert "都道府県" not in page.text
+    window.cookies.clear()
+    log_in(window, factories.staff(db, Role.AUDITOR, org=CHIYODA))
+    assert 'href="/staff/approvals"' not in window.get("/staff/").text
     assert window.get("/staff/approvals").status_code == 403
+    assert _audited(db, "access.denied")
+
+
+# ---------------------------------------------------------------------------
+# 職権修正の承認
+
+
+def test_a_clerk_drafts_a_correction_on_its_form_and_a_supervisor_approves_it(
+    window: TestClient, db: Session, world: World
+) -> None:
+    person = arrive_from_abroad(world, family=("承認", "ショウニン"))[0]
+    clerk = factories.staff(db, Role.CLERK, org=CHIYODA)
+    token = log_in(window, clerk)
+    assert "承認の申請" in window.get("/staff/").text
+    record = window.get(f"/staff/residents/{person.person_id}").text
+    assert f'href="/staff/approvals/new/ex-officio-correction?person={person.person_id}"' in record
+    # Recording it directly stays refused (and audited); drafting it is offered instead.
+    assert window.get(f"/staff/events/ex-officio-correction?person={person.person_id}").status_code == 403
+    form = window.get(f"/staff/approvals/new/ex-officio-correction?person={person.person_id}")
+    assert form.status_code == 200
+    assert "承認を申請する" in form.text
+    version = re.search(r'name="person.version" value="(\d+)"', form.text)
+    assert version
+    fields = {
+        "csrf_token": token,
+        "effective_on": "",
+        "person.person_id": str(person.person_id),
+        "person.version": version.group(1),
+        "items.0.name": "resident_code",
+        "items.0.value": "1",
+        "_approval_reason": "",
+    }
+    url = f"/staff/approvals/new/ex-officio-correction?person={person.person_id}"
+    refused = window.post(url, data=fields)
+    assert refused.status_code == 400
+    assert 'id="f-effective-on-error"' in refused.text
+    assert 'id="f-approval-reason-error"' in refused.text
+    # The event's own rule answers beside the item at drafting time.
+    fields |= {"effective_on": "令和2年1月1日", "_approval_reason": "戸籍謄本との照合"}
+    refused = window.post(url, data=fields)
+    assert refused.status_code == 400
+    assert "修正できません" in refused.text
+    fields |= {"items.0.name": "given_name", "items.0.value": "壱郎"}
+    drafted = window.post(url, data=fields, follow_redirects=False)
+    assert drafted.status_code == 303, drafted.text
+    detail_url = drafted.headers["location"].split("?")[0]
+    mine = window.get(drafted.headers["location"])
+    assert "承認を申請しました" in mine.text
+    assert "自分の申請は承認・却下できません" in mine.text
+    assert "承認して記録する" not in mine.text
+    assert _audited(db, "registry.approval_requested")
+
+    window.cookies.clear()
+    supervisor_token = log_in(window, factories.staff(db, Role.SUPERVISOR, org=CHIYODA))
+    listing = window.get("/staff/approvals")
+    assert "承認待ちの申請 (1件)" in listing.text
+    assert person.name in listing.text
+    shown = window.get(detail_url)
+    assert shown.status_code == 200
+    assert "承認して記録する" in shown.text
+    assert "<strong>承認　壱郎</strong>" in shown.text  # the name as approving would leave it
+    revision = re.search(r'name="revision" value="(\d+)"', shown.text)
+    assert revision
+    approved = window.post(
+        detail_url,
+        data={
+            "csrf_token": supervisor_token,
+            "decision": "approve",
+            "revision": revision.group(1),
+            "note": "",
+        },
+        follow_redirects=False,
+    )
+    assert approved.status_code == 303, approved.text
+    after = window.get(approved.headers["location"])
+    assert "申請を承認し、異動を記録しました" in after.text
+    event = re.search(r"recorded=(\d+)", after.text)
+    assert event
+    record_page = window.get(f"/staff/residents/{person.person_id}?recorded={event.group(1)}")
+    assert "職権修正を記録しました" in record_page.text
+    assert "承認　壱郎" in record_page.text
+
+
+def test_an_approval_of_a_changed_record_is_refused_on_screen_and_the_drafter_resubmits(
+    window: TestClient, app: FastAPI, db: Session, world: World
+) -> None:
+    person = arrive_from_abroad(world, family=("再出", "サイシュツ"))[0]
+    clerk = factories.staff(db, Role.CLERK, org=CHIYODA)
+    token = log_in(window, clerk)
+    form = window.get(f"/staff/approvals/new/clerical-correction?person={person.person_id}").text
+    version = re.search(r'name="person.version" value="(\d+)"', form)
+    assert version
+    drafted = window.post(
+        f"/staff/approvals/new/clerical-correction?person={person.person_id}",
+        data={
+            "csrf_token": token,
+            "effective_on": today().isoformat(),
+            "person.person_id": str(person.person_id),
+            "person.version": version.group(1),
+            "items.0.name": "honseki",
+            "items.0.value": "東京都千代田区丸の内一丁目1番",
+            "_approval_reason": "本籍地からの通知",
+        },
+        follow_redirects=False,
+    )
+    assert drafted.status_code == 303, drafted.text
+    detail_url = drafted.headers["location"].split("?")[0]
+    # Another clerk changes the record meanwhile (a 転居).
+    with world.municipal() as session:
+        current = registry.get_record(
+            session, ctx=clerk_context(world, CHIYODA), person_id=person.person_id, purpose="テスト"
+        )
+        registry.run_command(
+            session,
+            ctx=clerk_context(world, CHIYODA),
+            slug="furigana",
+            request=registry.COMMANDS_BY_SLUG["furigana"].request_type.model_validate(
+                {
+                    "effective_on": today().isoformat(),
+                    "person": {"person_id": person.person_id, "version": current.version},
+                    "family_name_kana": "サイシュツ",
+                    "given_name_kana": "イチ",
+                }
+            ),
+        )
+    # The supervisor works at another desk (a second browser session).
+    other = TestClient(app, base_url="https://jumin.example", raise_server_exceptions=False)
+    supervisor_token = log_in(other, factories.staff(db, Role.SUPERVISOR, org=CHIYODA))
+    stale = other.post(
+        detail_url, data={"csrf_token": supervisor_token, "decision": "approve"}, follow_redirects=False
+    )
+    assert stale.status_code == 409
+    assert "他の職員がこの記録を更新しました。再読み込みしてください。" in stale.text
+    assert "申請は承認待ちのまま残ります" in stale.text
+    assert _audited(db, "registry.approval_failed")
+
+    listing = window.get("/staff/approvals").text
+    assert "再提出が必要" in listing
+    edit = window.get(f"{detail_url}/edit")
+    assert edit.status_code == 200
+    assert 'value="honseki" selected' in edit.text
+    assert "東京都千代田区丸の内一丁目1番" in edit.text
+    assert "本籍地からの通知" in edit.text
+    version = re.search(r'name="person.version" value="(\d+)"', edit.text)
+    assert version
+    assert int(version.group(1)) > 1
+    resubmitted = window.post(
+        f"{detail_url}/edit",
+        data={
+            "csrf_token": token,
+            "effective_on": today().isoformat(),
+            "person.person_id": str(person.person_id),
+            "person.version": version.group(1),
+            "items.0.name": "honseki",
+            "items.0.value": "東京都千代田区丸の内一丁目1番",
+            "_approval_reason": "本籍地からの通知 (再提出)",
+        },
+        follow_redirects=False,
+    )
+    assert resubmitted.status_code == 303, resubmitted.text
+    assert "再提出しました" in window.get(resubmitted.headers["location"]).text
+    withdrawn = window.post(f"{detail_url}/withdraw", data={"csrf_token": token}, follow_redirects=False)
+    assert withdrawn.status_code == 303
+    assert "申請を取り下げました" in window.get(withdrawn.headers["location"]).text
 
 
 def test_the_operator_reads_the_national_audit_log(

@@ -14,12 +14,16 @@ import re
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from jumin.accounts.domain import OrganisationKind, Principal, PrincipalKind, Role
+from jumin.audit.models import AuditEntry
 from jumin.card import repository as card_repository
+from jumin.certificates.models import CertificateIssuancePerson
 from jumin.core.wareki import format_wareki
 from jumin.db import unit_of_work
 from jumin.network.agencies import service as agencies
+from jumin.registry import service as registry
 from tests.web import scenario
 from tests.web.conftest import LiveServer, jst_today, shot, sign_in
 from tests.web.scenario import SAPPORO
@@ -169,11 +173,30 @@ def test_a_certificate_is_previewed_issued_and_downloaded(
     expect(page.get_by_label("住民票記載事項証明書")).to_be_checked()
     page.get_by_label("住民票の写し").check()
     page.get_by_role("button", name="プレビュー").click()
+    # The same form posted twice (what a double click or a resent request does) issues once.
+    answered = page.evaluate(
+        """async () => {
+            const form = document.querySelector('form[action="/staff/certificates/issue"]');
+            const body = () => new URLSearchParams(new FormData(form));
+            const post = () => fetch(form.action, {method: "POST", body: body()});
+            const [a, b] = await Promise.all([post(), post()]);
+            return [a.status, a.url, b.status, b.url];
+        }"""
+    )
+    assert answered[0] == answered[2] == 200
+    assert answered[1] == answered[3]
+    assert "/staff/certificates/issued/" in answered[1]
     page.get_by_role("button", name="交付する").click()
 
     expect(page.get_by_role("heading", level=1)).to_have_text("証明書を交付しました")
     expect(page.get_by_role("img", name=re.compile("交付した住民票の写し"))).to_be_visible()
+    assert page.url == answered[1]
     shot(page, "21-certificate-issued", doc=True)
+    # A reload shows the same result: the page was reached by a redirect, nothing is posted again.
+    page.reload()
+    expect(page.get_by_role("heading", level=1)).to_have_text("証明書を交付しました")
+    expect(page.get_by_role("link", name=re.compile("署名付きPDFをダウンロード"))).to_be_visible()
+    assert _issuances_of(live_server, people[1].person_id) == 1
     with page.expect_download() as download_info:
         page.get_by_role("link", name=re.compile("署名付きPDFをダウンロード")).click()
     download = download_info.value
@@ -183,6 +206,30 @@ def test_a_certificate_is_previewed_issued_and_downloaded(
     with page.context.expect_page() as opened:
         page.get_by_role("button", name="印刷用にPDFを開く").click()
     assert opened.value.url.startswith("blob:")
+    opened.value.close()
+
+    # Done: the PDF is erased now; the page (and a reload of it) keeps the ledger's facts.
+    number = page.url.rsplit("/", 1)[-1]
+    page.get_by_role("button", name=re.compile("交付を終える")).click()
+    expect(page.locator("#pdf-gone")).to_contain_text("署名付きPDFは消去しました")
+    expect(page.get_by_role("main")).to_contain_text(number)
+    expect(page.get_by_role("link", name=re.compile("署名付きPDFをダウンロード"))).to_have_count(0)
+    shot(page, "31-certificate-handed-over", doc=True)
+    page.reload()
+    expect(page.get_by_role("heading", level=1)).to_have_text("証明書を交付しました")
+    assert _issuances_of(live_server, people[1].person_id) == 1
+
+
+def _issuances_of(live: LiveServer, person_id: int) -> int:
+    """How many certificates the ledger says were issued for the person."""
+    with unit_of_work(live.engine) as session:
+        return len(
+            session.execute(
+                select(CertificateIssuancePerson).where(CertificateIssuancePerson.person_id == person_id)
+            )
+            .scalars()
+            .all()
+        )
 
 
 def test_a_card_is_handed_over_and_its_pin_reset(context: Any, page: Any, live_server: LiveServer) -> None:
@@ -312,3 +359,183 @@ def test_the_operator_approves_an_extraction_and_sees_it_produced(
     expect(page.locator("#chain-status")).to_contain_text("改ざんは検出されませんでした")
     expect(page.get_by_role("table")).to_contain_text("抽出の承認")
     shot(page, "30-audit-national", doc=True)
+
+
+# ---------------------------------------------------------------------------
+# 職権修正の承認: a clerk drafts, another staff member with the supervisor's role decides.
+
+
+def _desk(browser: Any, live: LiveServer, who: Any) -> Any:
+    """A second browser at another desk, signed in as ``who``."""
+    ctx = browser.new_context(
+        base_url=live.url, locale="ja-JP", timezone_id="Asia/Tokyo", viewport={"width": 1100, "height": 760}
+    )
+    ctx.set_default_timeout(10_000)
+    sign_in(ctx, live, who)
+    return ctx
+
+
+def _draft_correction(page: Any, person: scenario.Resident, item: str, value: str, reason: str) -> str:
+    page.goto(f"/staff/residents/{person.person_id}")
+    page.get_by_role("link", name="職権修正を申請する").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("職権修正の承認申請")
+    page.get_by_label("異動年月日").fill(format_wareki(jst_today() - dt.timedelta(days=60)))
+    page.get_by_label("項目").first.select_option(item)
+    page.get_by_label("正しい値").first.fill(value)
+    page.get_by_label(re.compile("申請の理由")).fill(reason)
+    page.get_by_role("button", name="承認を申請する").click()
+    expect(page.get_by_role("status").first).to_contain_text("承認を申請しました")
+    match = re.search(r"/staff/approvals/corrections/(\d+)", page.url)
+    assert match, page.url
+    return match.group(1)
+
+
+def test_a_clerks_correction_is_approved_by_a_supervisor_and_the_record_shows_it(
+    browser: Any, context: Any, page: Any, live_server: LiveServer
+) -> None:
+    person = scenario.arrive_from_abroad(live_server.world, family=("訂正", "テイセイ"))[0]
+    sign_in(context, live_server, live_server.staff(Role.CLERK))
+    page.goto(f"/staff/residents/{person.person_id}")
+    page.get_by_role("link", name="職権修正を申請する").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("職権修正の承認申請")
+    # Checked at once, by the event's own rules: errors beside the fields, nothing stored.
+    page.get_by_label("項目").first.select_option("family_name_kana")
+    page.get_by_label("正しい値").first.fill("teisei")
+    page.get_by_role("button", name="承認を申請する").click()
+    summary = page.get_by_role("alert")
+    expect(summary).to_contain_text("異動年月日")
+    expect(summary).to_contain_text("申請の理由")
+    page.get_by_label("異動年月日").fill(format_wareki(jst_today() - dt.timedelta(days=60)))
+    page.get_by_label(re.compile("申請の理由")).fill("戸籍謄本の記載と異なる (本人が窓口で申出)")
+    page.get_by_role("button", name="承認を申請する").click()
+    expect(page.get_by_role("alert")).to_contain_text("振り仮名は全角カタカナで入力してください")
+    page.get_by_label("項目").first.select_option("given_name")
+    page.get_by_label("正しい値").first.fill("壱郎")
+    shot(page, "32-approval-draft", doc=True)
+    page.get_by_role("button", name="承認を申請する").click()
+    expect(page.get_by_role("status").first).to_contain_text("承認を申請しました")
+    expect(page.get_by_role("main")).to_contain_text("自分の申請は承認・却下できません")
+    expect(page.get_by_role("button", name="承認して記録する")).to_have_count(0)
+    shot(page, "33-approval-drafted", doc=True)
+
+    supervisor = _desk(browser, live_server, live_server.staff(Role.SUPERVISOR))
+    desk = supervisor.new_page()
+    desk.goto("/staff/")
+    desk.get_by_role("navigation", name="メインメニュー").get_by_role("link", name="修正の承認").click()
+    pending = desk.get_by_role("region", name=re.compile("承認待ちの申請")).first
+    expect(pending).to_contain_text(person.name)
+    shot(desk, "34-approvals-pending", doc=True)
+    pending.get_by_role("link", name=loose(person.name)).click()
+    changed = desk.get_by_role("row", name=re.compile(r"^氏名\s"))
+    expect(changed).to_contain_text(person.name)
+    expect(changed).to_contain_text("訂正　壱郎")
+    expect(changed).to_contain_text("変更")
+    desk.get_by_label("判断の理由・確認した事項").fill("戸籍謄本を確認した")
+    desk.locator(f"#compare-{person.person_id}-heading").evaluate("e => e.scrollIntoView()")
+    shot(desk, "35-approval-compare", doc=True)
+    desk.get_by_role("button", name="承認して記録する").click()
+    expect(desk.get_by_role("status").first).to_contain_text("申請を承認し、異動を記録しました")
+    desk.get_by_role("link", name=re.compile("記録した住民票を見る")).click()
+    expect(desk.get_by_role("heading", level=1)).to_contain_text("訂正　壱郎")
+    expect(desk.get_by_role("status").first).to_contain_text("職権修正を記録しました")
+    expect(desk.get_by_role("region", name="異動の経過")).to_contain_text("職権修正")
+    shot(desk, "36-approval-recorded", doc=True)
+    supervisor.close()
+
+    # The clerk sees the decision on their list.
+    page.goto("/staff/approvals")
+    expect(page.get_by_role("region", name="自分の申請").first).to_contain_text("承認済み")
+
+
+def test_a_supervisor_cannot_approve_their_own_draft(
+    browser: Any, context: Any, page: Any, live_server: LiveServer
+) -> None:
+    person = scenario.arrive_from_abroad(live_server.world, family=("自己", "ジコ"))[0]
+    sign_in(context, live_server, live_server.staff(Role.SUPERVISOR))
+    page.goto(f"/staff/approvals/new/ex-officio-correction?person={person.person_id}")
+    page.get_by_label("異動年月日").fill(format_wareki(jst_today() - dt.timedelta(days=60)))
+    page.get_by_label("項目").first.select_option("honseki")
+    page.get_by_label("正しい値").first.fill("東京都千代田区丸の内一丁目1番")
+    page.get_by_label(re.compile("申請の理由")).fill("本籍地からの通知")
+    page.get_by_role("button", name="承認を申請する").click()
+    expect(page.get_by_role("status").first).to_contain_text("承認を申請しました")
+    expect(page.get_by_role("button", name="承認して記録する")).to_have_count(0)
+    # Posting the decision anyway (a crafted request) is refused and audited.
+    answered = page.evaluate(
+        """async () => {
+            const token = document.querySelector('input[name="csrf_token"]').value;
+            const body = new URLSearchParams({csrf_token: token, decision: "approve"});
+            const r = await fetch(location.pathname, {method: "POST", body});
+            return [r.status, await r.text()];
+        }"""
+    )
+    assert answered[0] == 403
+    assert "自分が申請した内容は承認できません" in answered[1]
+    page.reload()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("承認待ち")
+    with unit_of_work(live_server.engine) as session:
+        denied = (
+            session.execute(
+                select(AuditEntry).where(
+                    AuditEntry.action == "access.denied", AuditEntry.detail.like("%own request%")
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert denied
+
+
+def test_an_approval_of_a_record_changed_since_the_draft_is_refused_until_resubmitted(
+    browser: Any, context: Any, page: Any, live_server: LiveServer
+) -> None:
+    person = scenario.arrive_from_abroad(live_server.world, family=("競合", "キョウゴウ"))[0]
+    sign_in(context, live_server, live_server.staff(Role.CLERK))
+    request_id = _draft_correction(
+        page, person, "honseki", "東京都千代田区丸の内二丁目2番", "本籍地からの通知"
+    )
+    # Meanwhile another clerk records the furigana: the draft's version is no longer current.
+    world = live_server.world
+    with world.municipal() as session:
+        ctx = scenario.clerk_context(world, scenario.CHIYODA)
+        current = registry.get_record(session, ctx=ctx, person_id=person.person_id, purpose="テスト")
+        registry.run_command(
+            session,
+            ctx=ctx,
+            slug="furigana",
+            request=registry.COMMANDS_BY_SLUG["furigana"].request_type.model_validate(
+                {
+                    "effective_on": jst_today().isoformat(),
+                    "person": {"person_id": person.person_id, "version": current.version},
+                    "family_name_kana": "キョウゴウ",
+                    "given_name_kana": "イチ",
+                }
+            ),
+        )
+    supervisor = _desk(browser, live_server, live_server.staff(Role.SUPERVISOR))
+    desk = supervisor.new_page()
+    desk.goto(f"/staff/approvals/corrections/{request_id}")
+    desk.get_by_role("button", name="承認して記録する").click()
+    alert = desk.get_by_role("alert")
+    expect(alert).to_contain_text("他の職員がこの記録を更新しました。再読み込みしてください。")
+    expect(alert).to_contain_text("申請は承認待ちのまま残ります")
+    shot(desk, "37-approval-stale", doc=True)
+    desk.goto(f"/staff/residents/{person.person_id}")
+    expect(desk.get_by_role("main")).not_to_contain_text("丸の内二丁目")
+
+    # The clerk resubmits against the current record; then the approval goes through.
+    page.goto("/staff/approvals")
+    mine = page.get_by_role("region", name="自分の申請").first
+    expect(mine).to_contain_text("再提出が必要")
+    mine.get_by_role("link", name=re.compile(f"申請 {request_id}")).click()
+    page.get_by_role("link", name="最新の記録に合わせて再提出する").click()
+    expect(page.get_by_label("正しい値").first).to_have_value("東京都千代田区丸の内二丁目2番")
+    shot(page, "38-approval-resubmit", doc=True)
+    page.get_by_role("button", name="再提出する").click()
+    expect(page.get_by_role("status").first).to_contain_text("再提出しました")
+    desk.goto(f"/staff/approvals/corrections/{request_id}")
+    desk.get_by_role("button", name="承認して記録する").click()
+    expect(desk.get_by_role("status").first).to_contain_text("申請を承認し、異動を記録しました")
+    desk.goto(f"/staff/residents/{person.person_id}")
+    expect(desk.get_by_role("main")).to_contain_text("丸の内二丁目2番")
+    supervisor.close()

@@ -44,6 +44,15 @@ class AuditAction(StrEnum):
     REGISTRY_EVENT_RECORDED = "registry.event_recorded"
     REGISTRY_READ = "registry.read"
     REGISTRY_INDIVIDUAL_NUMBER_SHOWN = "registry.individual_number_shown"
+    # --- approval of supervisor-only events drafted by a clerk (registry/approvals) ---
+    APPROVAL_REQUESTED = "registry.approval_requested"
+    APPROVAL_RESUBMITTED = "registry.approval_resubmitted"
+    APPROVAL_WITHDRAWN = "registry.approval_withdrawn"
+    APPROVAL_APPROVED = "registry.approval_approved"
+    APPROVAL_REFUSED = "registry.approval_refused"
+    APPROVAL_FAILED = "registry.approval_failed"  # the record changed, or a rule now forbids it
+    APPROVAL_VIEWED = "registry.approval_viewed"
+    # --- end approvals ---
     RESIDENT_CODES_ALLOCATED = "network.resident_codes_allocated"
     INDIVIDUAL_NUMBER_ISSUED = "network.individual_number_issued"
     INDIVIDUAL_NUMBER_PROVIDED = "network.individual_number_provided"
@@ -53,9 +62,15 @@ class AuditAction(StrEnum):
     CERTIFICATE_REFUSED = "certificate.refused"
     CERTIFICATE_PREVIEWED = "certificate.previewed"
     CERTIFICATE_RECORD_PROVIDED = "certificate.record_provided"  # the home end of 広域交付・公用請求
+    # 広域交付 through the network: the issuer's request, the home's record of the copy issued.
+    CERTIFICATE_WIDE_AREA_REQUESTED = "certificate.wide_area_requested"
+    CERTIFICATE_WIDE_AREA_ISSUED = "certificate.wide_area_issued"
     CERTIFICATE_VERIFIED = "certificate.verified"
     CERTIFICATE_SIGNER_CREATED = "certificate.signer_created"
     CERTIFICATE_ISSUANCES_VIEWED = "certificate.issuances_viewed"
+    # The window's signed PDF kept for hand-over (certificates/handover): shown again, erased.
+    CERTIFICATE_HANDOVER_SHOWN = "certificate.handover_shown"
+    CERTIFICATE_HANDOVER_ERASED = "certificate.handover_erased"
     PROTECTION_ORDER_REGISTERED = "protection_order.registered"
     PROTECTION_ORDER_ENDED = "protection_order.ended"
     PROTECTION_ORDER_VIEWED = "protection_order.viewed"
@@ -70,6 +85,10 @@ class AuditAction(StrEnum):
     IDENTITY_CHANGE_APPLIED = "network.identity_change_applied"
     MOVE_OUT_NOTICE_FORWARDED = "network.move_out_notice_forwarded"
     MOVE_OUT_NOTICES_COLLECTED = "network.move_out_notices_collected"
+    MUNICIPALITY_ENDPOINT_REGISTERED = "network.municipality_endpoint_registered"
+    WIDE_AREA_REQUEST_FORWARDED = "network.wide_area_request_forwarded"
+    WIDE_AREA_ANSWER_RETURNED = "network.wide_area_answer_returned"
+    WIDE_AREA_ISSUED_FORWARDED = "network.wide_area_issued_forwarded"
     NATIONAL_RECONCILE_DIGEST = "network.reconcile_digest"
     REPLICATION_BATCH_SENT = "registry.replication_batch_sent"
     EXPECTED_ARRIVALS_RECEIVED = "registry.expected_arrivals_received"

@@ -54,6 +54,7 @@ from jumin.card.schemas import (
     ProvisionOut,
     ProvisionsOut,
     RateRowOut,
+    ResidentCardsIn,
     ResolveIn,
     SetupIn,
     SetupOut,
@@ -208,6 +209,17 @@ def get_card(card_number: CardNumberPath, clerk: Clerk, session: NationalSession
             session, actor=actor_of(clerk), lg_code=clerk.organisation_code, card_number=card_number
         )
     )
+
+
+@router.post("/resident-cards", summary="住民票コードによるカードの検索 (自団体の住民)")
+def resident_cards(body: ResidentCardsIn, clerk: Clerk, session: NationalSessionDep) -> list[CardOut]:
+    # POST, not GET: the 住民票コード stays out of URLs (proxies and browsers log them).
+    return [
+        card_out(v)
+        for v in service.cards_of_resident(
+            session, actor=actor_of(clerk), lg_code=clerk.organisation_code, resident_code=body.resident_code
+        )
+    ]
 
 
 @router.post("/cards/{card_number}/hand-over", summary="交付 (本人確認・暗証番号設定・電子証明書発行)")

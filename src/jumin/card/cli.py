@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import getpass
-import logging
 import signal
 import sys
 import threading
@@ -29,11 +28,10 @@ from jumin.audit.domain import Actor
 from jumin.card import fourfacts, service
 from jumin.card.domain import CertificateKind, fiscal_year_label, today_jst
 from jumin.card.jpki import service as jpki
+from jumin.card.worker import CardWorker, worker_round
 from jumin.cli_support import command_unit, fail, print_json
 from jumin.config import get_settings
-from jumin.db import national_engine, unit_of_work, utcnow
-
-log = logging.getLogger("jumin.card.worker")
+from jumin.db import national_engine
 
 app = typer.Typer(help="マイナンバーカード・公的個人認証 (全国センター)", no_args_is_help=True)
 ca_app = typer.Typer(help="認証局", no_args_is_help=True)
@@ -175,48 +173,6 @@ def business(
     )
 
 
-def worker_round(*, expired_on: dt.date | None, post: fourfacts.Poster) -> tuple[dict[str, object], bool]:
-    """One round of the worker: sweep, deliver, and the expiry run once per JST day.
-
-    Each step is its own unit of work, so a failing webhook receiver or a bad row never
-    holds back the revocations. Returns the counts (with ``expired_on``, the day the
-    expiry last ran) and whether every step succeeded.
-    """
-    report: dict[str, object] = {}
-    ok = True
-    today = today_jst(utcnow())
-    try:
-        with unit_of_work(national_engine()) as session:
-            r = service.sweep_identity_changes(session)
-        report["sweep"] = {
-            "history_rows": r.history_rows,
-            "signing_revoked": r.signing_revoked,
-            "cards_revoked": r.cards_revoked,
-            "provisions": r.provisions,
-        }
-    except Exception as exc:  # logged and retried next round; the worker must not die
-        log.exception("card sweep failed", extra={"error": type(exc).__name__})
-        ok = False
-    try:
-        with unit_of_work(national_engine()) as session:
-            d = fourfacts.deliver_webhooks(session, post=post)
-        report["deliver"] = {"attempted": d.attempted, "delivered": d.delivered, "failed": d.failed}
-    except Exception as exc:
-        log.exception("four-facts delivery failed", extra={"error": type(exc).__name__})
-        ok = False
-    if expired_on != today:
-        try:
-            with unit_of_work(national_engine()) as session:
-                cards, certs = service.expire(session, actor=_operator())
-            report["expire"] = {"cards": cards, "certificates": certs}
-            expired_on = today
-        except Exception as exc:
-            log.exception("card expiry run failed", extra={"error": type(exc).__name__})
-            ok = False
-    report["expired_on"] = expired_on.isoformat() if expired_on else None
-    return report, ok
-
-
 @app.command("worker")
 def worker(
     once: Annotated[
@@ -236,22 +192,16 @@ def worker(
         if not ok:
             raise typer.Exit(1)
         return
-    stop = threading.Event()
+    runner = CardWorker(post=post)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
+        runner.stop.set()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     typer.echo(f"{interval:g} 秒ごとに実行します (停止: Ctrl-C)", err=True)
-    expired_on: dt.date | None = None
-    while not stop.is_set():
-        report, _ok = worker_round(expired_on=expired_on, post=post)
-        last = report.get("expired_on")
-        expired_on = dt.date.fromisoformat(last) if isinstance(last, str) else None
-        log.info("card worker round", extra={"report": report})
-        stop.wait(interval)
+    runner.run_forever(interval=interval)
 
 
 # --- reports ---------------------------------------------------------------------------------------

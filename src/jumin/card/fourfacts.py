@@ -12,6 +12,10 @@ receives a webhook POST whose body is signed with HMAC-SHA256 under its secret
 answers 2xx. The payload names the revoked certificate's serial (which the business
 holds from the resident's signature), never the resident code. Each provision is
 audited when queued and when handed over.
+
+A consent belongs to the person (the national identity id of the card it was given
+with), not to the 住民票コード: after a 住民票コードの変更 it still holds, and the
+business hears of the next change as before.
 """
 
 from __future__ import annotations
@@ -187,6 +191,11 @@ def verifier_businesses(session: Session) -> list[BusinessView]:
     return [BusinessView(code=b.code, name=b.name) for b in repository.businesses(session) if b.active]
 
 
+def _identity_id_of(session: Session, resident: ResidentPrincipal) -> int | None:
+    """The logged-in resident's national identity id, through the card they logged in with."""
+    return repository.card(session, resident.card_id).identity_id
+
+
 def _resident_actor(resident: ResidentPrincipal) -> Actor:
     return Actor(kind=ActorKind.RESIDENT, actor_id=resident.resident_code, organisation_code=NATIONAL)
 
@@ -234,11 +243,15 @@ def consent(
     ]
     if not signing:
         raise NotEligible("有効な署名用電子証明書がないため、同意を登録できません。", field="business_code")
-    if repository.active_consent(session, resident.resident_code, business.id) is not None:
+    identity_id = _identity_id_of(session, resident)
+    if identity_id is None:
+        raise NotEligible("本人確認情報が見つからないため、同意を登録できません。", field="business_code")
+    if repository.active_consent(session, identity_id, business.id) is not None:
         raise Conflict("この事業者への同意は登録済みです。", field="business_code")
     row = FourFactsConsent(
         business_id=business.id,
         resident_code=resident.resident_code,
+        identity_id=identity_id,
         prefecture_code=resident.prefecture_code,
         scope=",".join(sorted(fields)),
         consented_on=today_jst(now),
@@ -268,7 +281,8 @@ def withdraw(
     """
     now = now or utcnow()
     row = repository.consent(session, consent_id)
-    if row is None or row.resident_code != resident.resident_code:
+    identity_id = _identity_id_of(session, resident)
+    if row is None or identity_id is None or row.identity_id != identity_id:
         raise NotFound("同意が見つかりません。", field="consent_id")
     business = repository.business(session, row.business_id)
     if row.withdrawn_at is None:
@@ -288,6 +302,7 @@ def withdraw(
 
 def consents_of(session: Session, *, resident: ResidentPrincipal) -> list[ConsentView]:
     """The resident's active consents (withdrawn ones are not listed); audited as a read."""
+    identity_id = _identity_id_of(session, resident)
     audit.record(
         session,
         actor=_resident_actor(resident),
@@ -299,13 +314,14 @@ def consents_of(session: Session, *, resident: ResidentPrincipal) -> list[Consen
     )
     return [
         _consent_view(row, repository.business(session, row.business_id))
-        for row in repository.active_consents_of(session, resident.resident_code)
+        for row in (repository.active_consents_of(session, identity_id) if identity_id is not None else ())
     ]
 
 
 def queue_provisions(
     session: Session,
     *,
+    identity_id: int,
     resident_code: str,
     prefecture_code: str,
     revoked_serial: str,
@@ -318,10 +334,11 @@ def queue_provisions(
     Each provision names the serial the consent was given with (the certificate the
     business holds from the resident), not necessarily ``revoked_serial``: after a
     second change the revoked certificate is one issued later, which the business may
-    never have seen. ``revoked_serial`` goes into the audit entry.
+    never have seen. ``revoked_serial`` goes into the audit entry. ``resident_code`` is
+    the person's code now, which the audit entries name.
     """
     queued = 0
-    for row in repository.active_consents_of(session, resident_code):
+    for row in repository.active_consents_of(session, identity_id):
         business = repository.business(session, row.business_id)
         if not business.active:
             continue

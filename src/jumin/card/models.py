@@ -3,6 +3,11 @@
 Tables about a resident carry ``prefecture_code``, the national store's distribution
 column (DESIGN.md "Scale"), so that a card, its chip, its certificates and its
 consents live on the same partition as the person's 本人確認情報.
+
+A person is found by ``identity_id``, the id of their row in the national identity
+store, which stays theirs for life. ``resident_code`` is the 住民票コード the row was
+written under: a 住民票コードの変更 does not rewrite it, and the services never look a
+person up by it (a certificate reaches its person through its card).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class CardApplication(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     application_no: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)
     resident_code: Mapped[str] = mapped_column(String(11), nullable=False, index=True)
+    identity_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     prefecture_code: Mapped[str] = mapped_column(String(2), nullable=False)
     lg_code: Mapped[str] = mapped_column(String(6), nullable=False)
     channel: Mapped[str] = mapped_column(String(16), nullable=False)
@@ -72,6 +78,7 @@ class Card(Base):
     card_number: Mapped[str] = mapped_column(String(12), nullable=False, unique=True)
     application_id: Mapped[int] = mapped_column(BigInteger, nullable=False, unique=True)
     resident_code: Mapped[str] = mapped_column(String(11), nullable=False, index=True)
+    identity_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     prefecture_code: Mapped[str] = mapped_column(String(2), nullable=False)
     lg_code: Mapped[str] = mapped_column(String(6), nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
@@ -142,6 +149,7 @@ class CardNotice(Base):
     kind: Mapped[str] = mapped_column(String(24), nullable=False)
     form_id: Mapped[str | None] = mapped_column(String(23), unique=True)
     resident_code: Mapped[str] = mapped_column(String(11), nullable=False, index=True)
+    identity_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     prefecture_code: Mapped[str] = mapped_column(String(2), nullable=False)
     lg_code: Mapped[str] = mapped_column(String(6), nullable=False)
     card_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -273,6 +281,7 @@ class FourFactsConsent(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     business_id: Mapped[int] = mapped_column(Integer, nullable=False)
     resident_code: Mapped[str] = mapped_column(String(11), nullable=False)
+    identity_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     prefecture_code: Mapped[str] = mapped_column(String(2), nullable=False)
     scope: Mapped[str] = mapped_column(String(64), nullable=False)
     consented_on: Mapped[dt.date] = mapped_column(Date, nullable=False)

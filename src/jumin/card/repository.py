@@ -1,4 +1,9 @@
-"""Every query of the card service and JPKI. Takes the session; flushes, never commits."""
+"""Every query of the card service and JPKI. Takes the session; flushes, never commits.
+
+A person is reached by ``identity_id`` (the national identity's stable id), never by the
+``resident_code`` a row was written under: the 住民票コード can be changed, and the
+joins with the identity store (``lookup.current_identities``) go by the id too.
+"""
 
 from __future__ import annotations
 
@@ -46,10 +51,10 @@ UNREVOKED = (CertificateStatus.GOOD, CertificateStatus.HOLD)
 # --- applications and cards ----------------------------------------------------------------------
 
 
-def open_application_for(session: Session, resident_code: str) -> CardApplication | None:
+def open_application_for(session: Session, identity_id: int) -> CardApplication | None:
     return session.scalars(
         select(CardApplication).where(
-            CardApplication.resident_code == resident_code,
+            CardApplication.identity_id == identity_id,
             CardApplication.status.in_(OPEN_APPLICATION),
         )
     ).first()
@@ -90,13 +95,19 @@ def card(session: Session, card_id: int, *, for_update: bool = False) -> Card:
 
 
 def cards_of(session: Session, resident_code: str) -> Sequence[Card]:
+    """The cards written under ``resident_code`` (tools and tests; the service goes by identity)."""
     return session.scalars(select(Card).where(Card.resident_code == resident_code).order_by(Card.id)).all()
 
 
-def live_cards_of(session: Session, resident_code: str) -> Sequence[Card]:
+def cards_of_identity(session: Session, identity_id: int) -> Sequence[Card]:
+    return session.scalars(select(Card).where(Card.identity_id == identity_id).order_by(Card.id)).all()
+
+
+def live_cards_of(session: Session, identity_id: int) -> Sequence[Card]:
     return session.scalars(
         select(Card)
-        .where(Card.resident_code == resident_code, Card.status.in_(LIVE_CARD_STATUSES))
+        .where(Card.identity_id == identity_id, Card.status.in_(LIVE_CARD_STATUSES))
+        .order_by(Card.id)
         .with_for_update()
     ).all()
 
@@ -147,8 +158,9 @@ def produced_card_range(session: Session, *, after_id: int, limit: int) -> tuple
 def setup_verdicts(lo: int, hi: int) -> Any:
     """Per produced card in [lo, hi]: what setup needs to judge it, in one statement.
 
-    Columns: id, resident_code, prefecture_code, lg_code (where the person is registered
-    now), reason, card_address, address_lg_code, address_line. ``reason`` is NULL when
+    Columns: id, resident_code (the person's code now, else the card's), prefecture_code,
+    lg_code (where the person is registered now), reason, card_address, address_lg_code,
+    address_line. ``reason`` is NULL when
     the identity is live, its name, birth date and sex equal those printed on the card,
     and no other card of the same person, from a later application, is already set up or
     handed over. The address is compared by the caller, on the full written form
@@ -157,12 +169,12 @@ def setup_verdicts(lo: int, hi: int) -> Any:
     ident = lookup.current_identities()
     other = aliased(Card)
     newer_card = exists().where(
-        other.resident_code == Card.resident_code,
+        other.identity_id == Card.identity_id,
         other.status.in_((CardStatus.READY, CardStatus.ACTIVE, CardStatus.SUSPENDED)),
         other.application_id > Card.application_id,
     )
     reason = case(
-        (ident.c.resident_code.is_(None), "identity_missing"),
+        (ident.c.identity_id.is_(None), "identity_missing"),
         (ident.c.status != lookup.STATUS_LIVE, "record_not_live"),
         (
             or_(
@@ -178,7 +190,7 @@ def setup_verdicts(lo: int, hi: int) -> Any:
     return (
         select(
             Card.id,
-            Card.resident_code,
+            func.coalesce(ident.c.resident_code, Card.resident_code).label("resident_code"),
             Card.prefecture_code,
             func.coalesce(ident.c.lg_code, Card.lg_code).label("lg_code"),
             reason.label("reason"),
@@ -186,7 +198,7 @@ def setup_verdicts(lo: int, hi: int) -> Any:
             ident.c.address_lg_code,
             ident.c.address.label("address_line"),
         )
-        .outerjoin(ident, ident.c.resident_code == Card.resident_code)
+        .outerjoin(ident, ident.c.identity_id == Card.identity_id)
         .where(Card.status == CardStatus.PRODUCED, Card.id.between(lo, hi))
     )
 
@@ -302,12 +314,12 @@ def add_notice(session: Session, notice: CardNotice) -> CardNotice:
 
 def card_renewal_candidates(
     session: Session, *, until: dt.date, after_id: int, limit: int
-) -> list[tuple[int, str, str, dt.date, str | None, str | None, str | None, str | None]]:
+) -> list[tuple[int, str, str, dt.date, str | None, str | None, str | None, str | None, int | None]]:
     """Live cards expiring by ``until`` without a notice, with the address as it is now.
 
-    (card id, resident code, prefecture, expires on, lg code now, name now, full address
-    now, status now): the mailing address comes from the identity store at this moment,
-    not from the card (送付先情報の最新化).
+    (card id, resident code now, prefecture, expires on, lg code now, name now, full
+    address now, status now, identity id): the mailing address comes from the identity
+    store at this moment, not from the card (送付先情報の最新化).
     """
     ident = lookup.current_identities()
     noticed = exists().where(
@@ -318,7 +330,7 @@ def card_renewal_candidates(
     rows = session.execute(
         select(
             Card.id,
-            Card.resident_code,
+            func.coalesce(ident.c.resident_code, Card.resident_code),
             Card.prefecture_code,
             Card.valid_until,
             ident.c.lg_code,
@@ -326,8 +338,9 @@ def card_renewal_candidates(
             ident.c.address,
             ident.c.status,
             ident.c.address_lg_code,
+            Card.identity_id,
         )
-        .outerjoin(ident, ident.c.resident_code == Card.resident_code)
+        .outerjoin(ident, ident.c.identity_id == Card.identity_id)
         .where(
             Card.status.in_(LIVE_CARD_STATUSES),
             Card.valid_until <= until,
@@ -337,14 +350,15 @@ def card_renewal_candidates(
         .order_by(Card.id)
         .limit(limit)
     )
-    return [(int(r[0]), r[1], r[2], r[3], r[4], r[5], _written(r[8], r[6]), r[7]) for r in rows]
+    return [(int(r[0]), r[1], r[2], r[3], r[4], r[5], _written(r[8], r[6]), r[7], r[9]) for r in rows]
 
 
 def certificate_renewal_candidates(
     session: Session, *, until: dt.date, after_id: int, limit: int
-) -> list[tuple[int, int, str, str, dt.date, str | None, str | None, str | None, str | None]]:
+) -> list[tuple[int, int, str, str, dt.date, str | None, str | None, str | None, str | None, int | None]]:
     """Unrevoked authentication certificates expiring by ``until`` (one per card) on cards
-    that outlive them, without a notice; the full address as it is now."""
+    that outlive them, without a notice; the code, name and full address as they are now,
+    and the identity id."""
     ident = lookup.current_identities()
     noticed = exists().where(
         CardNotice.card_id == JpkiCertificate.card_id,
@@ -355,7 +369,7 @@ def certificate_renewal_candidates(
         select(
             JpkiCertificate.id,
             JpkiCertificate.card_id,
-            JpkiCertificate.resident_code,
+            func.coalesce(ident.c.resident_code, JpkiCertificate.resident_code),
             JpkiCertificate.prefecture_code,
             JpkiCertificate.valid_until,
             ident.c.lg_code,
@@ -363,9 +377,10 @@ def certificate_renewal_candidates(
             ident.c.address,
             ident.c.status,
             ident.c.address_lg_code,
+            Card.identity_id,
         )
         .join(Card, Card.id == JpkiCertificate.card_id)
-        .outerjoin(ident, ident.c.resident_code == JpkiCertificate.resident_code)
+        .outerjoin(ident, ident.c.identity_id == Card.identity_id)
         .where(
             JpkiCertificate.kind == CertificateKind.AUTH,
             JpkiCertificate.status.in_(UNREVOKED),
@@ -378,7 +393,9 @@ def certificate_renewal_candidates(
         .order_by(JpkiCertificate.id)
         .limit(limit)
     )
-    return [(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], _written(r[9], r[7]), r[8]) for r in rows]
+    return [
+        (int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], _written(r[9], r[7]), r[8], r[10]) for r in rows
+    ]
 
 
 def _written(address_lg_code: str | None, line: str | None) -> str | None:
@@ -503,17 +520,23 @@ def all_certificates_of_card(session: Session, card_id: int) -> Sequence[JpkiCer
     ).all()
 
 
-def unrevoked_signing_certificates_of(session: Session, codes: Sequence[str]) -> Sequence[JpkiCertificate]:
-    return session.scalars(
-        select(JpkiCertificate)
+def unrevoked_signing_certificates_of(
+    session: Session, identity_ids: Sequence[int]
+) -> list[tuple[JpkiCertificate, int]]:
+    """(certificate, identity id) for the unrevoked signing certificates of these people,
+    found through their cards."""
+    rows = session.execute(
+        select(JpkiCertificate, Card.identity_id)
+        .join(Card, Card.id == JpkiCertificate.card_id)
         .where(
-            JpkiCertificate.resident_code.in_(codes),
+            Card.identity_id.in_(identity_ids),
             JpkiCertificate.kind == CertificateKind.SIGNING,
             JpkiCertificate.status.in_(UNREVOKED),
         )
         .order_by(JpkiCertificate.id)
-        .with_for_update()
-    ).all()
+        .with_for_update(of=JpkiCertificate)
+    )
+    return [(cert, identity_id) for cert, identity_id in rows if identity_id is not None]
 
 
 # --- login and resident sessions ------------------------------------------------------------------
@@ -587,18 +610,18 @@ def consent(session: Session, consent_id: int) -> FourFactsConsent | None:
     return session.get(FourFactsConsent, consent_id, with_for_update=True)
 
 
-def active_consents_of(session: Session, resident_code: str) -> Sequence[FourFactsConsent]:
+def active_consents_of(session: Session, identity_id: int) -> Sequence[FourFactsConsent]:
     return session.scalars(
         select(FourFactsConsent)
-        .where(FourFactsConsent.resident_code == resident_code, FourFactsConsent.withdrawn_at.is_(None))
+        .where(FourFactsConsent.identity_id == identity_id, FourFactsConsent.withdrawn_at.is_(None))
         .order_by(FourFactsConsent.id)
     ).all()
 
 
-def active_consent(session: Session, resident_code: str, business_id: int) -> FourFactsConsent | None:
+def active_consent(session: Session, identity_id: int, business_id: int) -> FourFactsConsent | None:
     return session.scalars(
         select(FourFactsConsent).where(
-            FourFactsConsent.resident_code == resident_code,
+            FourFactsConsent.identity_id == identity_id,
             FourFactsConsent.business_id == business_id,
             FourFactsConsent.withdrawn_at.is_(None),
         )
@@ -657,10 +680,10 @@ def applicants_and_holders_by_lg(session: Session) -> dict[str, tuple[int, int]]
     """Per municipality of residence: live residents who applied, and who hold a card."""
     ident = lookup.current_identities()
     applied = exists().where(
-        CardApplication.resident_code == ident.c.resident_code,
+        CardApplication.identity_id == ident.c.identity_id,
         CardApplication.status != ApplicationStatus.CANCELLED,
     )
-    holds = exists().where(Card.resident_code == ident.c.resident_code, Card.status.in_(LIVE_CARD_STATUSES))
+    holds = exists().where(Card.identity_id == ident.c.identity_id, Card.status.in_(LIVE_CARD_STATUSES))
     rows = session.execute(
         select(
             ident.c.lg_code,

@@ -83,6 +83,12 @@ class FormOut(BaseModel):
     form_id: str
 
 
+class ResidentCardsIn(Strict):
+    """The window's search for a person's cards: by the 住民票コード they hold now."""
+
+    resident_code: ResidentCodeStr
+
+
 class ProductionIn(Strict):
     limit: int = Field(default=10_000, ge=1, le=1_000_000)
     express_only: bool = False

@@ -2,7 +2,12 @@
 renewal notices, revocation, the identity-change sweeper, card login and reports.
 
 Services flush; the entry point commits (DESIGN.md). Window operations take the clerk's
-municipality (``lg_code``) and refuse residents of another one. Every read or change of
+municipality (``lg_code``) and refuse residents of another one.
+
+The card service follows a person by the national identity id, never by the 住民票コード a
+row was written under: after a 住民票コードの変更 the window finds the card under the new
+code (the old one finds nobody), the sweeper still acts on the person's later changes,
+and audit entries and resident sessions name the person by the code they hold now. Every read or change of
 personal data writes an audit entry in the same transaction; batch operations write one
 entry per chunk, naming the batch and its counts, instead of one per card (a day's
 national volume would otherwise serialise on the audit chain).
@@ -237,10 +242,34 @@ class RateRow:
 
 
 def _identity(session: Session, resident_code: str) -> CurrentIdentity:
+    """The person who holds ``resident_code`` now; a code given up in a change finds nobody."""
     identity = lookup.current_identity(session, resident_code)
     if identity is None:
         raise NotFound("住民票コードに該当する本人確認情報がありません。", field="resident_code")
     return identity
+
+
+def _identity_by_id(session: Session, identity_id: int | None) -> CurrentIdentity | None:
+    return None if identity_id is None else lookup.current_identity_by_id(session, identity_id)
+
+
+def _holder(session: Session, card: Card) -> CurrentIdentity:
+    """The card's holder as the identity store knows them now, under their current code."""
+    identity = _identity_by_id(session, card.identity_id)
+    if identity is None:
+        raise NotFound("カードの所有者の本人確認情報がありません。", field="card_number")
+    return identity
+
+
+def _code_now(session: Session, identity_id: int | None, written: str) -> str:
+    """The 住民票コード the person holds now (what audit entries name them by); the code
+    the row was written under when the identity store does not know the person."""
+    identity = _identity_by_id(session, identity_id)
+    return identity.resident_code if identity is not None else written
+
+
+def _card_code(session: Session, card: Card) -> str:
+    return _code_now(session, card.identity_id, card.resident_code)
 
 
 def _require_live(identity: CurrentIdentity) -> None:
@@ -393,9 +422,9 @@ def apply(
     _require_live(identity)
     if lg_code is not None:
         _require_own(identity, lg_code)
-    if repository.open_application_for(session, resident_code) is not None:
+    if repository.open_application_for(session, identity.identity_id) is not None:
         raise Conflict("この方の申請は既に受け付けています (製造中または交付待ち)。", field="resident_code")
-    live = list(repository.live_cards_of(session, resident_code))
+    live = list(repository.live_cards_of(session, identity.identity_id))
     previous = live[-1] if live else None
     if reason is ApplicationReason.NEW and previous is not None:
         raise NotEligible(
@@ -428,7 +457,8 @@ def apply(
         raise NotEligible("在留期間が満了しています。", field="stay_ends_on")
     app = CardApplication(
         application_no=new_application_no(),
-        resident_code=resident_code,
+        resident_code=identity.resident_code,
+        identity_id=identity.identity_id,
         prefecture_code=identity.prefecture_code,
         lg_code=identity.lg_code,
         channel=channel.value,
@@ -451,7 +481,9 @@ def apply(
     )
     repository.add(session, app)
     if previous is not None and reissue_reason in CARD_GONE_REASONS:
-        _revoke_card(session, previous, CardRevocationReason.LOST, actor=actor, now=now)
+        _revoke_card(
+            session, previous, CardRevocationReason.LOST, actor=actor, now=now, code=identity.resident_code
+        )
     _record(
         session,
         actor,
@@ -497,7 +529,8 @@ def issue_application_form(
         CardNotice(
             kind="application_form",
             form_id=form_id,
-            resident_code=resident_code,
+            resident_code=identity.resident_code,
+            identity_id=identity.identity_id,
             prefecture_code=identity.prefecture_code,
             lg_code=identity.lg_code,
             mailing_name=identity.name,
@@ -524,13 +557,18 @@ def apply_online(
     )
     if notice is None or notice.used_at is not None:
         raise NotFound("申請書IDが見つからないか、既に使用されています。", field="form_id")
-    live = repository.live_cards_of(session, notice.resident_code)
+    # The form names the person by identity: a 住民票コードの変更 since it was printed
+    # does not void it.
+    holder = _identity_by_id(session, notice.identity_id)
+    if holder is None:
+        raise NotFound("申請書IDの方の本人確認情報がありません。", field="form_id")
+    live = repository.live_cards_of(session, holder.identity_id)
     reason = ApplicationReason.RENEWAL if live else ApplicationReason.NEW
     view = apply(
         session,
-        actor=Actor(kind=ActorKind.RESIDENT, actor_id=notice.resident_code, organisation_code=NATIONAL),
+        actor=Actor(kind=ActorKind.RESIDENT, actor_id=holder.resident_code, organisation_code=NATIONAL),
         lg_code=None,
-        resident_code=notice.resident_code,
+        resident_code=holder.resident_code,
         reason=reason,
         channel=ApplicationChannel.ONLINE,
         photo_ref=photo_ref,
@@ -547,7 +585,13 @@ def application_status(
     app = repository.application_by_no(session, application_no)
     if app is None or app.lg_code != lg_code:
         raise NotFound("申請番号に該当する申請がありません。", field="application_no")
-    _record(session, actor, AuditAction.CARD_VIEWED, app.resident_code, f"application={application_no}")
+    _record(
+        session,
+        actor,
+        AuditAction.CARD_VIEWED,
+        _code_now(session, app.identity_id, app.resident_code),
+        f"application={application_no}",
+    )
     return _application_view(app)
 
 
@@ -586,6 +630,7 @@ def produce(
                     "card_number": number,
                     "application_id": a.id,
                     "resident_code": a.resident_code,
+                    "identity_id": a.identity_id,
                     "prefecture_code": a.prefecture_code,
                     "lg_code": a.lg_code,
                     "name": a.name,
@@ -764,7 +809,7 @@ def resolve_work_item(
     card = repository.card(session, item.card_id, for_update=True)
     app = repository.application(session, card.application_id)
     if retry:
-        identity = _identity(session, card.resident_code)
+        identity = _holder(session, card)
         _require_live(identity)
         if _facts(identity).differences(_card_facts(card)):
             raise NotEligible(
@@ -787,7 +832,7 @@ def resolve_work_item(
         session,
         actor,
         AuditAction.CARD_WORK_ITEM_RESOLVED,
-        card.resident_code,
+        _card_code(session, card),
         f"card={card.card_number} item={item_id} resolution={item.resolution}",
     )
     return card_view(session, card)
@@ -826,7 +871,7 @@ def hand_over(
         raise CardStateError(
             "交付前設定が済んでいないか、既に交付・廃止されたカードです。", field="card_number"
         )
-    identity = _identity(session, card.resident_code)
+    identity = _holder(session, card)
     _require_live(identity)
     _require_own(identity, lg_code)
     if _facts(identity).differences(_card_facts(card)):
@@ -843,9 +888,11 @@ def hand_over(
             )
         check_signing_pin(signing_pin)
     valid_until = card_valid_until(identity.birth_date, today, card.stay_ends_on)
-    for old in repository.live_cards_of(session, card.resident_code):
+    for old in repository.live_cards_of(session, identity.identity_id):
         if old.id != card.id:
-            _revoke_card(session, old, CardRevocationReason.REPLACED, actor=actor, now=now)
+            _revoke_card(
+                session, old, CardRevocationReason.REPLACED, actor=actor, now=now, code=identity.resident_code
+            )
     row, chip = _chip(session, card)
     chip.set_initial_pin(CertificateKind.AUTH, auth_pin)
     kinds = [CertificateKind.AUTH]
@@ -871,7 +918,7 @@ def hand_over(
         session,
         actor,
         AuditAction.CARD_HANDED_OVER,
-        card.resident_code,
+        identity.resident_code,
         f"card={card.card_number} documents={card.identity_check}"
         f" certificates={','.join(k.value for k in kinds)}",
     )
@@ -893,7 +940,7 @@ def _issue_certificate(
         session,
         kind=kind,
         card_id=card.id,
-        resident_code=card.resident_code,
+        resident_code=identity.resident_code,
         prefecture_code=card.prefecture_code,
         public_key=chip.public_key(kind),
         facts=_facts(identity) if kind is CertificateKind.SIGNING else None,
@@ -904,7 +951,7 @@ def _issue_certificate(
         session,
         actor,
         AuditAction.JPKI_CERTIFICATE_ISSUED,
-        card.resident_code,
+        identity.resident_code,
         f"card={card.card_number} kind={kind.value} serial={cert.serial}",
     )
     return cert
@@ -933,7 +980,7 @@ def issue_certificates(
     card = _card(session, card_number)
     if card.status != CardStatus.ACTIVE:
         raise CardStateError("利用中のカードではありません。", field="card_number")
-    identity = _identity(session, card.resident_code)
+    identity = _holder(session, card)
     _require_live(identity)
     _require_own(identity, lg_code)
     check_identity_documents(identity_documents)
@@ -969,6 +1016,7 @@ def issue_certificates(
                 CertificateRevocationReason.SUPERSEDED,
                 actor,
                 now,
+                code=identity.resident_code,
             )
         chip.regenerate(kind)
         chip.reset_pin(kind, pin)
@@ -1005,7 +1053,7 @@ def reset_pin(
     card = _card(session, card_number)
     if card.status not in LIVE_CARD_STATUSES:
         raise CardStateError("利用中のカードではありません。", field="card_number")
-    identity = _identity(session, card.resident_code)
+    identity = _holder(session, card)
     _require_own(identity, lg_code)
     check_identity_documents(identity_documents)
     (check_signing_pin if kind is CertificateKind.SIGNING else check_auth_pin)(new_pin)
@@ -1016,7 +1064,7 @@ def reset_pin(
         session,
         actor,
         AuditAction.CARD_PIN_RESET,
-        card.resident_code,
+        identity.resident_code,
         f"card={card_number} kind={kind.value}",
     )
     return card_view(session, card)
@@ -1024,16 +1072,30 @@ def reset_pin(
 
 def view_card(session: Session, *, actor: Actor, lg_code: str, card_number: str) -> CardView:
     card = _card(session, card_number)
-    identity = _identity(session, card.resident_code)
+    identity = _holder(session, card)
     if identity.lg_code != lg_code and card.lg_code != lg_code:
         raise CardNotFound("カード番号に該当するカードがありません。", field="card_number")
-    _record(session, actor, AuditAction.CARD_VIEWED, card.resident_code, f"card={card_number}")
+    _record(session, actor, AuditAction.CARD_VIEWED, identity.resident_code, f"card={card_number}")
     return card_view(session, card)
+
+
+def cards_of_resident(session: Session, *, actor: Actor, lg_code: str, resident_code: str) -> list[CardView]:
+    """The cards of the person who holds ``resident_code`` now, oldest first (the window's
+    search by code): found by the person, so after a 住民票コードの変更 the new code finds
+    the cards issued under the old one, and the old code finds nobody (NotFound, 404).
+    Only a municipality's own residents (Forbidden, 403). Audited ``card.viewed``."""
+    identity = _identity(session, resident_code)
+    _require_own(identity, lg_code)
+    cards = repository.cards_of_identity(session, identity.identity_id)
+    _record(session, actor, AuditAction.CARD_VIEWED, identity.resident_code, f"cards={len(cards)} by=code")
+    return [card_view(session, card) for card in cards]
 
 
 @dataclass(frozen=True, slots=True)
 class CardFace:
-    """A card with what is printed on it (券面): the clerk matches it to the person at the window."""
+    """A card with what is printed on it (券面): the clerk matches it to the person at the window.
+
+    ``resident_code`` is the holder's code now (the card does not carry it)."""
 
     card: CardView
     resident_code: str
@@ -1050,7 +1112,7 @@ def card_face(session: Session, *, actor: Actor, lg_code: str, card_number: str)
     card = _card(session, card_number)
     return CardFace(
         card=view,
-        resident_code=card.resident_code,
+        resident_code=_card_code(session, card),
         name=card.name,
         name_kana=card.name_kana,
         birth_date=card.birth_date,
@@ -1089,7 +1151,7 @@ def card_after_move_in(
     identity = lookup.current_identity(session, resident_code)
     if identity is None or identity.lg_code != lg_code or identity.status != lookup.STATUS_LIVE:
         return CardAfterMoveIn(False, None, None, False, None)
-    live = list(repository.live_cards_of(session, resident_code))
+    live = list(repository.live_cards_of(session, identity.identity_id))
     deadline = identity.changed_on + dt.timedelta(days=CONTINUED_USE_DAYS)
     if not live:
         _record(session, actor, AuditAction.CARD_VIEWED, resident_code, "card=none after=move_in")
@@ -1122,7 +1184,7 @@ def continue_use(
     card = _card(session, card_number)
     if card.status not in LIVE_CARD_STATUSES:
         raise CardStateError("利用中のカードではありません。", field="card_number")
-    identity = _identity(session, card.resident_code)
+    identity = _holder(session, card)
     _require_live(identity)
     _require_own(identity, lg_code)
     check_identity_documents(identity_documents)
@@ -1147,7 +1209,7 @@ def continue_use(
         session,
         actor,
         AuditAction.CARD_CONTINUED_USE,
-        card.resident_code,
+        identity.resident_code,
         f"card={card.card_number} from={previous} documents={documents}",
     )
     return card_view(session, card)
@@ -1168,7 +1230,7 @@ def read_certificate(session: Session, *, card_number: str, kind: CertificateKin
         session,
         national_actor(),
         AuditAction.CARD_VIEWED,
-        card.resident_code,
+        _card_code(session, card),
         f"card={card_number} reader={kind.value}",
     )
     return certs[-1].der
@@ -1198,7 +1260,7 @@ def sign_with_card(
             session,
             national_actor(),
             AuditAction.CARD_PIN_FAILED,
-            card.resident_code,
+            _card_code(session, card),
             f"card={card_number} kind={kind.value} tries_left={chip.tries_left(kind)}",
             outcome=Outcome.FAILURE,
         )
@@ -1217,14 +1279,17 @@ def _set_certificate_status(
     reason: CertificateRevocationReason | None,
     actor: Actor,
     now: dt.datetime,
+    *,
+    code: str,
 ) -> bool:
+    """``code``: the holder's 住民票コード now, which the audit entry names."""
     changed = jpki.set_status(session, cert, status=status, reason=reason, now=now)
     if changed and status is CertificateStatus.REVOKED:
         _record(
             session,
             actor,
             AuditAction.JPKI_CERTIFICATE_REVOKED,
-            cert.resident_code,
+            code,
             f"kind={cert.kind} serial={cert.serial} reason={reason.value if reason else ''}",
         )
     return changed
@@ -1238,38 +1303,47 @@ _CERT_REASON_FOR_CARD = {
 
 
 def _revoke_card(
-    session: Session, card: Card, reason: CardRevocationReason, *, actor: Actor, now: dt.datetime
+    session: Session,
+    card: Card,
+    reason: CardRevocationReason,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    code: str | None = None,
 ) -> None:
+    """``code``: the holder's 住民票コード now when the caller has it (looked up otherwise)."""
+    code = code or _card_code(session, card)
     card.status = CardStatus.REVOKED.value
     card.revoked_at = now
     card.revocation_reason = reason.value
     cert_reason = _CERT_REASON_FOR_CARD.get(reason, CertificateRevocationReason.CARD_REVOKED)
     for cert in repository.certificates_of_card(session, card.id):
-        _set_certificate_status(session, cert, CertificateStatus.REVOKED, cert_reason, actor, now)
+        _set_certificate_status(session, cert, CertificateStatus.REVOKED, cert_reason, actor, now, code=code)
     repository.revoke_resident_sessions_of_card(session, card.id, now)
     session.flush()
     _record(
         session,
         actor,
         AuditAction.CARD_REVOKED,
-        card.resident_code,
+        code,
         f"card={card.card_number} reason={reason.value}",
     )
 
 
 def _suspend(session: Session, card: Card, *, actor: Actor, via: str, now: dt.datetime) -> CardView:
     if card.status == CardStatus.ACTIVE:
+        code = _card_code(session, card)
         card.status = CardStatus.SUSPENDED.value
         card.suspended_at = now
         for cert in repository.certificates_of_card(session, card.id):
-            _set_certificate_status(session, cert, CertificateStatus.HOLD, None, actor, now)
+            _set_certificate_status(session, cert, CertificateStatus.HOLD, None, actor, now, code=code)
         repository.revoke_resident_sessions_of_card(session, card.id, now)
         session.flush()
         _record(
             session,
             actor,
             AuditAction.CARD_SUSPENDED,
-            card.resident_code,
+            code,
             f"card={card.card_number} via={via}",
         )
     elif card.status != CardStatus.SUSPENDED:
@@ -1308,12 +1382,12 @@ def suspend_with_secret(
             actor=Actor(kind=ActorKind.RESIDENT, actor_id="anonymous", organisation_code=NATIONAL),
             action=AuditAction.CARD_SUSPENSION_REFUSED,
             target_kind="card",
-            target_id=card.resident_code if card is not None else "unknown",
+            target_id=_card_code(session, card) if card is not None else "unknown",
             outcome=Outcome.FAILURE,
             detail="wrong card number or secret",
         )
         raise CardAuthenticationFailed("カード番号または一時停止用の確認コードが正しくありません。")
-    actor = Actor(kind=ActorKind.RESIDENT, actor_id=card.resident_code, organisation_code=NATIONAL)
+    actor = Actor(kind=ActorKind.RESIDENT, actor_id=_card_code(session, card), organisation_code=NATIONAL)
     return _suspend(session, card, actor=actor, via="secret", now=now)
 
 
@@ -1342,7 +1416,7 @@ def lift_suspension(
     card = _card(session, card_number)
     if card.status != CardStatus.SUSPENDED:
         raise CardStateError("一時停止中のカードではありません。", field="card_number")
-    identity = _identity(session, card.resident_code)
+    identity = _holder(session, card)
     _require_live(identity)
     _require_own(identity, lg_code)
     check_identity_documents(identity_documents)
@@ -1350,9 +1424,11 @@ def lift_suspension(
     card.suspended_at = None
     for cert in repository.certificates_of_card(session, card.id):
         if cert.status == CertificateStatus.HOLD:
-            _set_certificate_status(session, cert, CertificateStatus.GOOD, None, actor, now)
+            _set_certificate_status(
+                session, cert, CertificateStatus.GOOD, None, actor, now, code=identity.resident_code
+            )
     session.flush()
-    _record(session, actor, AuditAction.CARD_SUSPENSION_LIFTED, card.resident_code, f"card={card_number}")
+    _record(session, actor, AuditAction.CARD_SUSPENSION_LIFTED, identity.resident_code, f"card={card_number}")
     return card_view(session, card)
 
 
@@ -1364,9 +1440,11 @@ def return_card(
     card = _card(session, card_number)
     if card.status not in LIVE_CARD_STATUSES:
         raise CardStateError("利用中のカードではありません。", field="card_number")
-    identity = _identity(session, card.resident_code)
+    identity = _holder(session, card)
     _require_own(identity, lg_code)
-    _revoke_card(session, card, CardRevocationReason.RETURNED, actor=actor, now=now)
+    _revoke_card(
+        session, card, CardRevocationReason.RETURNED, actor=actor, now=now, code=identity.resident_code
+    )
     return card_view(session, card)
 
 
@@ -1416,7 +1494,7 @@ def renewal_notices(
     after = 0
     while rows := repository.card_renewal_candidates(session, until=until, after_id=after, limit=chunk_size):
         batch: list[dict[str, object]] = []
-        for card_id, code, pref, expires_on, lg, name, address, status in rows:
+        for card_id, code, pref, expires_on, lg, name, address, status, identity_id in rows:
             if status != lookup.STATUS_LIVE or lg is None:
                 skipped += 1
                 continue
@@ -1425,6 +1503,7 @@ def renewal_notices(
                     "kind": "card_renewal",
                     "form_id": new_form_id(),
                     "resident_code": code,
+                    "identity_id": identity_id,
                     "prefecture_code": pref,
                     "lg_code": lg,
                     "card_id": card_id,
@@ -1452,7 +1531,7 @@ def renewal_notices(
         session, until=until, after_id=after, limit=chunk_size
     ):
         batch = []
-        for _cert_id, card_id, code, pref, expires_on, lg, name, address, status in crows:
+        for _cert_id, card_id, code, pref, expires_on, lg, name, address, status, identity_id in crows:
             if status != lookup.STATUS_LIVE or lg is None:
                 skipped += 1
                 continue
@@ -1461,6 +1540,7 @@ def renewal_notices(
                     "kind": "certificate_renewal",
                     "form_id": None,
                     "resident_code": code,
+                    "identity_id": identity_id,
                     "prefecture_code": pref,
                     "lg_code": lg,
                     "card_id": card_id,
@@ -1543,6 +1623,11 @@ def sweep_identity_changes(
     certificate revoke that certificate (affiliationChanged) and queue the new facts for
     every business the resident consented to. The current record, not the history row,
     is compared, so corrections and out-of-order arrivals settle on the truth.
+
+    People are followed by identity id: a 住民票コードの変更 is a history row under the new
+    code for the same identity, which changes none of the four facts (nothing is revoked
+    for it), and every later change still reaches the cards, certificates and consents
+    made under the old code.
     """
     now = now or utcnow()
     actor = national_actor()
@@ -1554,22 +1639,22 @@ def sweep_identity_changes(
         marks = lookup.history_after(session, cursor.position, batch_size)
         if not marks:
             break
-        changed_on: dict[str, dt.date] = {}
+        changed_on: dict[int, dt.date] = {}
         for mark in marks:
-            changed_on[mark.resident_code] = max(
-                mark.valid_from, changed_on.get(mark.resident_code, mark.valid_from)
+            changed_on[mark.identity_id] = max(
+                mark.valid_from, changed_on.get(mark.identity_id, mark.valid_from)
             )
-        identities = lookup.current_identities_for(session, changed_on)
-        for code, identity in identities.items():
+        identities = lookup.current_identities_by_id(session, changed_on)
+        for identity_id, identity in identities.items():
             if identity.status != lookup.STATUS_LIVE and identity.removal_reason != "move_out":
                 reason = _CARD_REASON_FOR_REMOVAL.get(
                     identity.removal_reason or "", CardRevocationReason.REMOVED
                 )
-                for card in repository.live_cards_of(session, code):
-                    _revoke_card(session, card, reason, actor=actor, now=now)
+                for card in repository.live_cards_of(session, identity_id):
+                    _revoke_card(session, card, reason, actor=actor, now=now, code=identity.resident_code)
                     cards += 1
-        for cert in repository.unrevoked_signing_certificates_of(session, sorted(identities)):
-            identity = identities[cert.resident_code]
+        for cert, identity_id in repository.unrevoked_signing_certificates_of(session, sorted(identities)):
+            identity = identities[identity_id]
             issued = _certificate_facts(cert)
             new = _facts(identity)
             if not issued.differences(new):
@@ -1581,16 +1666,18 @@ def sweep_identity_changes(
                 CertificateRevocationReason.FOUR_FACTS_CHANGED,
                 actor,
                 now,
+                code=identity.resident_code,
             )
             signing += 1
             if identity.status == lookup.STATUS_LIVE:
                 provisions += fourfacts.queue_provisions(
                     session,
-                    resident_code=cert.resident_code,
+                    identity_id=identity_id,
+                    resident_code=identity.resident_code,
                     prefecture_code=cert.prefecture_code,
                     revoked_serial=cert.serial,
                     facts=new,
-                    changed_on=changed_on[cert.resident_code],
+                    changed_on=changed_on[identity_id],
                     now=now,
                 )
         rows += len(marks)
@@ -1684,23 +1771,26 @@ def login(
     if isinstance(checked, str):
         raise _login_failed(session, checked)
     public_key = checked.certificate.public_key()
+    card = repository.card(session, checked.row.card_id)
+    # The holder's code now, not the one the card was issued under: the portal finds the
+    # person's register record by it.
+    code = _card_code(session, card)
     try:
         assert isinstance(public_key, ec.EllipticCurvePublicKey)
         public_key.verify(
             signature, LOGIN_CONTEXT + bytes.fromhex(challenge.nonce), ec.ECDSA(hashes.SHA256())
         )
     except (InvalidSignature, AssertionError):
-        raise _login_failed(session, "bad signature", checked.row.resident_code) from None
-    card = repository.card(session, checked.row.card_id)
+        raise _login_failed(session, "bad signature", code) from None
     if card.status != CardStatus.ACTIVE:
-        raise _login_failed(session, f"card {card.status}", card.resident_code)
+        raise _login_failed(session, f"card {card.status}", code)
     token = secrets.token_urlsafe(32)
     row = repository.add_resident_session(
         session,
         ResidentSession(
             token_hash=_token_hash(token),
             card_id=card.id,
-            resident_code=card.resident_code,
+            resident_code=code,
             prefecture_code=card.prefecture_code,
             certificate_serial=checked.row.serial,
             issued_at=now,
@@ -1708,7 +1798,7 @@ def login(
         ),
     )
     principal = ResidentPrincipal(
-        resident_code=card.resident_code,
+        resident_code=code,
         card_id=card.id,
         prefecture_code=card.prefecture_code,
         session_id=row.id,
@@ -1718,7 +1808,7 @@ def login(
         session,
         resident_actor(principal),
         AuditAction.CARD_LOGIN_SUCCEEDED,
-        card.resident_code,
+        code,
         f"card={card.card_number}",
     )
     return ResidentLogin(access_token=token, expires_at=row.expires_at, principal=principal)
@@ -1770,15 +1860,19 @@ def authenticate_resident(
     session: Session, token: str, *, now: dt.datetime | None = None
 ) -> ResidentPrincipal:
     """The resident behind a session token (``RESIDENT`` AccessRule): 401 when unknown,
-    expired, logged out, or ended by a suspension or revocation of the card."""
+    expired, logged out, or ended by a suspension or revocation of the card.
+
+    The principal names the resident by the code they hold now, even when it was changed
+    during the session."""
     now = now or utcnow()
     row = repository.resident_session_by_hash(session, _token_hash(token))
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         raise CardAuthenticationFailed(
             "ログインの有効期限が切れたか、無効です。カードで再度ログインしてください。"
         )
+    card = repository.card(session, row.card_id)
     return ResidentPrincipal(
-        resident_code=row.resident_code,
+        resident_code=_code_now(session, card.identity_id, row.resident_code),
         card_id=row.card_id,
         prefecture_code=row.prefecture_code,
         session_id=row.id,
@@ -1803,8 +1897,8 @@ def my_card(session: Session, *, resident: ResidentPrincipal) -> MyCard:
     """The resident's own card (status, validity, certificates, PIN tries left) and the
     four facts the identity store holds now; audited as the resident's read."""
     card = repository.card(session, resident.card_id)
-    identity = _identity(session, resident.resident_code)
-    _record(session, resident_actor(resident), AuditAction.CARD_VIEWED, resident.resident_code, "self")
+    identity = _holder(session, card)
+    _record(session, resident_actor(resident), AuditAction.CARD_VIEWED, identity.resident_code, "self")
     return MyCard(card=card_view(session, card), facts=_facts(identity))
 
 

@@ -178,6 +178,10 @@ def preview_at_window(
 def issue_wide_area(
     body: WideAreaIssueRequest, request: Request, principal: Clerk, session: SessionDep
 ) -> Response:
+    # The home municipality answers through the network while the clerk waits: end the
+    # login check's transaction first, so no municipal transaction (nor SQLite's write
+    # lock, which the home needs when it runs in this same process) is held meanwhile.
+    session.commit()
     return _pdf(service.issue_wide_area(session, ctx=_context(request, principal), request=body))
 
 

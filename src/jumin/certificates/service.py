@@ -15,19 +15,25 @@ issued PDF stays valid as issued, and a corrected one is simply a new issuance.
 
 The register is read only through ``registry.service`` with a ``RegistryContext`` whose
 municipality is the persons' own: the clerk's for the window, the resident's for the
-kiosk, the *home* municipality's for 広域交付 and 公用請求. In this deployment the
-municipal systems share one register, so a visiting municipality's clerk reads the home
-record directly, the registry auditing the read under the clerk; across deployments the
-same call would go to the home municipality over the network (a record-copy request
-message answered with the record), and nothing above ``_home_context`` would change.
+kiosk, the home municipality's for 公用請求 (the home issues those itself).
+
+広域交付 never reads the home register: :func:`issue_wide_area` asks the national network
+(``ctx.network.request_wide_area_record``), which forwards the request to the home
+municipality's system; the home answers from its own database with the items a
+広域交付住民票 may carry, having checked its protection orders and audited the read
+(certificates.widearea). The issuer renders and signs with its own key, and queues a
+copy-issued notice for the home in the issuance's own transaction; the relay delivers it
+(core.widearea describes the exchange). No transaction needs to be open while the
+network answers: the HTTP route ends its authentication's transaction before asking.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import NoReturn
 
@@ -38,7 +44,7 @@ from jumin.accounts import service as accounts
 from jumin.accounts.domain import OrganisationKind
 from jumin.audit import service as audit
 from jumin.audit.domain import Actor, ActorKind, AuditAction, Outcome
-from jumin.certificates import repository, signing
+from jumin.certificates import repository, signing, widearea_repository
 from jumin.certificates.authentication import (
     CardAuthenticator,
     PinAuthenticator,
@@ -99,13 +105,23 @@ from jumin.certificates.schemas import (
     WindowIssueRequest,
 )
 from jumin.certificates.settings import load_settings
-from jumin.core.errors import Conflict, InvalidValue, NotFound, RuleViolation
+from jumin.certificates.widearea_models import WideAreaNotice
+from jumin.core.errors import Conflict, DomainError, InvalidValue, NotFound, RuleViolation
 from jumin.core.municipalities import load_master
+from jumin.core.replication import format_instant, parse_instant
+from jumin.core.widearea import IssuedNotice, RecordAnswer, RecordRequest, WideAreaProtected
 from jumin.db import utcnow
 from jumin.keys import lookup_hash
 from jumin.network_client import NetworkClient
 from jumin.registry import service as registry
-from jumin.registry.domain import EVENT_LABELS, EventKind, RecordStatus, RemovalReason, ResidentRecord
+from jumin.registry.domain import (
+    EVENT_LABELS,
+    EventKind,
+    RecordStatus,
+    RemovalReason,
+    ResidentRecord,
+    record_from_json,
+)
 from jumin.request_context import current_request_id
 
 PURPOSE = "証明書の交付"
@@ -154,6 +170,9 @@ class _Prepared:
     head_name: str | None
     requester: Requester
     as_of: dt.date | None = None  # 基準日: the register of that date; None: of the issue date
+    # 広域交付: the home's answer (its history lines, by its person ids) and the request it answered.
+    histories: Mapping[int, tuple[HistoryEntry, ...]] | None = None
+    wide_area: RecordRequest | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -385,13 +404,15 @@ def _content(
 ) -> CertificateContent:
     records = [v.record for v in prepared.persons]
     places = _places(_place_codes(records))
-    printed = [
-        PrintedPerson(
-            v.record,
-            _history(session, prepared.ctx, v.person_id, places) if Item.HISTORY in prepared.items else (),
-        )
-        for v in prepared.persons
-    ]
+
+    def history(person_id: int) -> tuple[HistoryEntry, ...]:
+        if Item.HISTORY not in prepared.items:
+            return ()
+        if prepared.histories is not None:  # 広域交付: as the home register stated it
+            return prepared.histories.get(person_id, ())
+        return _history(session, prepared.ctx, person_id, places)
+
+    printed = [PrintedPerson(v.record, history(v.person_id)) for v in prepared.persons]
     return build_content(
         kind=prepared.kind,
         form=prepared.form,
@@ -481,6 +502,7 @@ def _issue(session: Session, prepared: _Prepared, *, issuer_lg: str) -> IssuedCe
         f"channel={prepared.channel.value} kind={prepared.kind.value} form={prepared.form.value} "
         f"persons={','.join(map(str, person_ids))} requester={requester.kind.value} fee={fee} sha256={sha}"
         + (f" as_of={prepared.as_of.isoformat()}" if prepared.as_of else "")
+        + (f" home={ctx.lg_code} request={prepared.wide_area.request_id}" if prepared.wide_area else "")
     )
     audit.record(
         session,
@@ -491,8 +513,30 @@ def _issue(session: Session, prepared: _Prepared, *, issuer_lg: str) -> IssuedCe
         purpose=requester.task_code or PURPOSE,
         detail=detail,
     )
-    if ctx.actor.organisation_code != ctx.lg_code:
-        # The home end of 広域交付 and 公用請求: the municipality whose register was read
+    if prepared.wide_area is not None:
+        # The home keeps its own record of the copy: told through the network by the relay,
+        # from this row written in the issuance's own transaction.
+        _queue_issued_notice(
+            session,
+            IssuedNotice(
+                request_id=prepared.wide_area.request_id,
+                issuer_lg_code=issuer_lg,
+                home_lg_code=ctx.lg_code,
+                issue_number=number,
+                issue_date=issue_date,
+                issued_at=format_instant(now),
+                fee_yen=fee,
+                page_count=pages,
+                document_sha256=sha,
+                form=prepared.form.value,
+                items=tuple(sorted(i.value for i in prepared.items)),
+                person_ids=person_ids,
+                clerk=prepared.wide_area.clerk,
+            ),
+            now,
+        )
+    elif ctx.actor.organisation_code != ctx.lg_code:
+        # The home end of 公用請求: the municipality whose register was read
         # has its own entry in its own chain, naming who took what.
         audit.record(
             session,
@@ -880,33 +924,63 @@ def _by_resident_code(
 def issue_wide_area(
     session: Session, *, ctx: registry.RegistryContext, request: WideAreaIssueRequest
 ) -> IssuedCertificate:
-    """広域交付: this municipality's clerk issues a record copy for another's resident."""
+    """広域交付: this municipality's clerk issues a record copy for another's resident.
+
+    The home register is asked through the national network (``ctx.network``), never
+    read here. What the rules of this window decide (not one's own resident, no 本籍 or
+    個人番号) is refused before anything leaves; what the home decides (not a resident
+    there, a protection order) comes back as its refusal, audited here too. The copy is
+    issued by this municipality, signed with its key, its fee; the home is told by the
+    relay (a notice queued in this transaction).
+    """
     if request.home_lg_code == ctx.lg_code:
         raise InvalidValue(
             "自団体の住民には窓口交付 (POST /certificates/window) を使ってください。", field="home_lg_code"
         )
-    home = _home_context(ctx, request.home_lg_code)
-    own = _by_resident_code(session, home, request.resident_code, include_removed=False)
-    persons: tuple[registry.RecordView, ...] = (own,)
-    if request.whole_household:
-        persons = tuple(
-            registry.get_household(
-                session, ctx=home, household_id=own.record.household_id, purpose=PURPOSE
-            ).members
-        )
-    _check_form(request.form, persons)
-    requester = Requester(
-        kind=RequesterKind.SELF,
-        name=own.record.name,
-        resident_code=own.record.resident_code,
-        person_id=own.person_id,
-    )
     items = select_items(
         DocumentKind.RECORD_COPY,
         include=request.include,
         omit=request.omit,
-        requester=requester.kind,
+        requester=RequesterKind.SELF,
         channel=Channel.WIDE_AREA,
+    )
+    if request.form is Form.INDIVIDUAL and request.whole_household:
+        raise InvalidValue("個人票は1人ずつ発行します。本人のみを請求してください。", field="form")
+    asked = RecordRequest(
+        request_id=secrets.token_hex(16),
+        issuer_lg_code=ctx.lg_code,
+        home_lg_code=request.home_lg_code,
+        resident_code=request.resident_code,
+        whole_household=request.whole_household,
+        form=request.form.value,
+        include=tuple(i.value for i in request.include),
+        omit=tuple(i.value for i in request.omit),
+        clerk=f"{ctx.actor.kind.value}:{ctx.actor.actor_id}",
+    )
+    try:
+        answer = ctx.network.request_wide_area_record(request=asked)
+    except DomainError as exc:
+        _wide_area_refused(session, ctx, asked, exc)
+    if not {i.value for i in items} >= set(answer.items):
+        raise InvalidValue("住所地の回答に請求していない項目が含まれています。", field="include")
+    home = _home_context(ctx, request.home_lg_code)
+    persons = _provided_persons(answer, home)
+    _check_form(request.form, persons)
+    own = next((v for v in persons if v.person_id == answer.subject_person_id), persons[0])
+    requester = Requester(
+        kind=RequesterKind.SELF,
+        name=own.record.name,
+        resident_code=request.resident_code,
+        person_id=own.person_id,
+    )
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AuditAction.CERTIFICATE_WIDE_AREA_REQUESTED,
+        target_kind="resident_code",
+        target_id=request.resident_code,
+        purpose=PURPOSE,
+        detail=f"home={request.home_lg_code} request={asked.request_id} persons={len(persons)}",
     )
     prepared = _Prepared(
         ctx=home,
@@ -915,11 +989,95 @@ def issue_wide_area(
         form=request.form,
         items=items,
         persons=persons,
-        head_name=_head_name(session, home, persons, items),
+        head_name=answer.head_name if Item.HEAD_AND_RELATIONSHIP in items else None,
         requester=requester,
+        histories={p.person_id: tuple(_history_entry(h) for h in p.history or ()) for p in answer.persons},
+        wide_area=asked,
     )
-    _check_protection(session, prepared)
     return _issue(session, prepared, issuer_lg=ctx.lg_code)
+
+
+def _wide_area_refused(
+    session: Session, ctx: registry.RegistryContext, asked: RecordRequest, error: DomainError
+) -> NoReturn:
+    """The home's or the network's refusal, audited here as well; a protection order as such."""
+    detail = (
+        f"channel=wide_area home={asked.home_lg_code} request={asked.request_id} problem={error.type_slug}"
+    )
+    if isinstance(error, WideAreaProtected):
+        _refuse(
+            session,
+            ctx.actor,
+            ProtectedRecord(error.detail, field="resident_code"),
+            target=asked.resident_code,
+            target_kind="resident_code",
+            detail=detail,
+        )
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AuditAction.CERTIFICATE_WIDE_AREA_REQUESTED,
+        target_kind="resident_code",
+        target_id=asked.resident_code,
+        outcome=Outcome.FAILURE if error.status >= 500 else Outcome.DENIED,
+        purpose=PURPOSE,
+        detail=detail,
+    )
+    raise error
+
+
+def _provided_persons(
+    answer: RecordAnswer, home: registry.RegistryContext
+) -> tuple[registry.RecordView, ...]:
+    """The home's records as views of its register at the moment it answered (ids are the home's)."""
+    at = parse_instant(answer.provided_at) or home.now
+    try:
+        return tuple(
+            registry.RecordView(
+                person_id=p.person_id,
+                lg_code=answer.home_lg_code,
+                version=0,  # the home's version numbers stay at home
+                valid_from=home.today,
+                valid_to=None,
+                recorded_at=at,
+                record=record_from_json(p.record),
+            )
+            for p in answer.persons
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidValue("住所地の回答の住民票の形式が正しくありません。", field="persons") from exc
+
+
+def _history_entry(d: Mapping[str, object]) -> HistoryEntry:
+    notified = d.get("notified_on")
+    address = d.get("address")
+    return HistoryEntry(
+        effective_on=dt.date.fromisoformat(str(d["effective_on"])),
+        notified_on=dt.date.fromisoformat(notified) if isinstance(notified, str) else None,
+        label=str(d["label"]),
+        address=address if isinstance(address, str) else None,
+    )
+
+
+def _queue_issued_notice(session: Session, notice: IssuedNotice, now: dt.datetime) -> None:
+    widearea_repository.add(
+        session,
+        WideAreaNotice(
+            issuer_lg_code=notice.issuer_lg_code,
+            home_lg_code=notice.home_lg_code,
+            issue_number=notice.issue_number,
+            payload=json.dumps(notice.as_json(), ensure_ascii=False, sort_keys=True),
+            created_at=now,
+            attempts=0,
+        ),
+    )
+
+
+# The home end of 広域交付 (certificates.widearea) reads its own register with the same rules.
+by_resident_code = _by_resident_code
+active_orders = _active_orders
+head_name = _head_name
+history_entries = _history
 
 
 def _check_official(

@@ -52,27 +52,56 @@ class BulkLoader:
         if not rows:
             return
         if not self.postgresql:
-            for i in range(0, len(rows), _SQLITE_CHUNK):
-                self.session.execute(table.insert(), list(rows[i : i + _SQLITE_CHUNK]))
+            self._sqlite_insert(table, rows)
             return
         columns = list(rows[0].keys())
         stage = self.stage(table, columns, (tuple(r[c] for c in columns) for r in rows))
         names = ", ".join(f'"{c}"' for c in columns)
         self.session.execute(text(f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{stage}"'))  # noqa: S608
-        self.session.execute(text(f'TRUNCATE "{stage}"'))
+        # DELETE, not TRUNCATE: a truncate gives the table a new file each time, which costs
+        # more than deleting the few thousand rows of one municipality.
+        self.session.execute(text(f'DELETE FROM "{stage}"'))  # noqa: S608
+
+    def _sqlite_insert(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """executemany on the driver, each value passed through its column type's bind processor.
+
+        The same conversion SQLAlchemy applies (UTCDateTime to naive UTC text, dates to ISO
+        text), without building a parameter dictionary per row.
+        """
+        columns = list(rows[0].keys())
+        dialect = self.session.get_bind().dialect
+        processors = [table.c[c].type.bind_processor(dialect) for c in columns]
+        names = ", ".join(f'"{c}"' for c in columns)
+        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" for _ in columns)})'  # noqa: S608
+        converted = [(i, proc) for i, proc in enumerate(processors) if proc is not None]
+
+        def values(row: Mapping[str, Any]) -> tuple[Any, ...]:
+            out = [row[c] for c in columns]
+            for i, proc in converted:
+                if out[i] is not None:
+                    out[i] = proc(out[i])
+            return tuple(out)
+
+        raw: Any = self.session.connection().connection.driver_connection
+        cursor = raw.cursor()
+        try:
+            for i in range(0, len(rows), _SQLITE_CHUNK):
+                cursor.executemany(sql, [values(r) for r in rows[i : i + _SQLITE_CHUNK]])
+        finally:
+            cursor.close()
 
     def stage(self, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
         """COPY ``rows`` into this table's staging twin (PostgreSQL only); returns its name."""
         stage = f"stage_{table.name}"
         connection = self.session.connection()
+        # Checked once per loader (one transaction): a rolled-back transaction takes a table it
+        # created with it, so the connection's memory of it cannot be trusted across transactions.
         if stage not in self._staged:
-            # ON COMMIT DELETE ROWS: the twin outlives the transaction on this connection but
-            # never its rows, so a rolled-back or committed load leaves nothing behind.
+            # Kept for the connection's life, emptied after each load (and by a rollback): not
+            # ON COMMIT DELETE ROWS, which would truncate every such table at every commit.
             connection.exec_driver_sql(
-                f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS) '
-                "ON COMMIT DELETE ROWS"
+                f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS)'
             )
-            connection.exec_driver_sql(f'TRUNCATE "{stage}"')
             self._staged.add(stage)
         raw: Any = connection.connection.driver_connection
         names = ", ".join(f'"{c}"' for c in columns)

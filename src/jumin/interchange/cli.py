@@ -93,10 +93,12 @@ def import_command(
             for e in errors:
                 reason = e.reason.replace('"', "'")
                 f.write(f'{e.file},{e.line},{e.lg_code or ""},{e.field or ""},"{reason}"\n')
+    # Refused rows are shown even with --quiet: they are the result, not progress.
+    report_console = Console(stderr=True)
     for e in errors[:_SHOWN_ERRORS]:
-        console.print(e.describe(), markup=False, highlight=False)
+        report_console.print(e.describe(), markup=False, highlight=False, soft_wrap=True)
     if len(errors) > _SHOWN_ERRORS:
-        console.print(f"... ほか {len(errors) - _SHOWN_ERRORS} 件", markup=False)
+        report_console.print(f"... ほか {len(errors) - _SHOWN_ERRORS} 件", markup=False)
     counts: dict[str, int] = {}
     for m in report.municipalities:
         counts[m.status] = counts.get(m.status, 0) + 1

@@ -32,6 +32,7 @@ from jumin.interchange.layout import PERSONS, REMOVAL_EVENT_KINDS, EventRow, Per
 from jumin.interchange.models import AtenaNumber, CardRecord, ImportLedger
 from jumin.interchange.validate import ValidMunicipality
 from jumin.keys import data_keyring, lookup_hasher
+from jumin.registry import relay
 from jumin.registry.domain import (
     Address,
     AliasRecord,
@@ -84,6 +85,8 @@ class ImportOutcome:
     events: int = 0
     outbox: int = 0
     errors: list[RowError] = field(default_factory=list)
+    # The outbox's messages as the relay sends them (only when asked for: the national seed).
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _foreign_items(valid: ValidMunicipality, atena: str) -> ForeignItems | None:
@@ -154,17 +157,22 @@ class _Sealer:
         self.encrypt = data_keyring().encryptor()
         self.hash: Callable[[str], str] = lookup_hasher(_NUMBER_HASH)
 
-    def seal(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: (_SEALED + self.encrypt(v, _NUMBER_AAD))
-                if k == "individual_number" and isinstance(v, str)
-                else self.seal(v)
-                for k, v in value.items()
+    def seal(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The record's (or a payload's) 個人番号 sealed, where the register's _seal would find it.
+
+        A record has it at the top and, in an identity payload, inside ``identity``; no other
+        item of a record is called individual_number, so this is the register's walk
+        without the walk.
+        """
+        sealed = dict(fields)
+        if isinstance(sealed.get("individual_number"), str):
+            sealed["individual_number"] = _SEALED + self.encrypt(sealed["individual_number"], _NUMBER_AAD)
+        identity = sealed.get("identity")
+        if isinstance(identity, dict) and isinstance(identity.get("individual_number"), str):
+            sealed["identity"] = identity | {
+                "individual_number": _SEALED + self.encrypt(identity["individual_number"], _NUMBER_AAD)
             }
-        if isinstance(value, list):
-            return [self.seal(v) for v in value]
-        return value
+        return sealed
 
 
 def _identity_payload(
@@ -293,7 +301,13 @@ def _conflicts(
 
 
 def import_municipality(
-    session: Session, valid: ValidMunicipality, *, actor: Actor, now: dt.datetime, request_id: str
+    session: Session,
+    valid: ValidMunicipality,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    request_id: str,
+    keep_messages: bool = False,
 ) -> ImportOutcome:
     """Write the municipality's records, or refuse with the reasons; the caller commits or rolls back."""
     lg = valid.lg_code
@@ -379,6 +393,7 @@ def import_municipality(
     outbox: list[dict[str, Any]] = []
     atena_rows: list[dict[str, Any]] = []
     card_rows: list[dict[str, Any]] = []
+    wire: list[dict[str, Any]] = []
     for _, p in valid.persons:
         person_id = person_ids[p.atena_no]
         record = live_record(p, household_ids[p.household_no], _foreign_items(valid, p.atena_no))
@@ -483,21 +498,25 @@ def import_municipality(
         for seq, (message_record, effective_on, kind) in enumerate(messages, start=1):
             fields = live_fields if seq == 1 else json.loads(record_to_json(message_record))
             payload = _identity_payload(message_record, fields, effective_on=effective_on, kind=kind)
-            outbox.append(
-                {
-                    "lg_code": lg,
-                    "person_id": person_id,
-                    "resident_code": p.resident_code,
-                    "seq": seq,
-                    "kind": _IDENTITY_CHANGED,
-                    "destination_lg_code": None,
-                    "idempotency_key": uuid.uuid4().hex,
-                    "payload": json.dumps(sealer.seal(payload), ensure_ascii=False, sort_keys=True),
-                    "event_id": event_ids[(first if seq == 1 else removal_event or first).event_no],
-                    "created_at": now,
-                    "delivered_at": None,
-                }
-            )
+            row = {
+                "lg_code": lg,
+                "person_id": person_id,
+                "resident_code": p.resident_code,
+                "seq": seq,
+                "kind": _IDENTITY_CHANGED,
+                "destination_lg_code": None,
+                "idempotency_key": uuid.uuid4().hex,
+                "payload": json.dumps(sealer.seal(payload), ensure_ascii=False, sort_keys=True),
+                "event_id": event_ids[(first if seq == 1 else removal_event or first).event_no],
+                "created_at": now,
+                "delivered_at": None,
+            }
+            outbox.append(row)
+            if keep_messages:
+                # What the relay would send (registry.relay.wire_message), kept so that the
+                # national seed need not read back and unseal what was just written.
+                fields = {k: v for k, v in row.items() if k not in ("payload", "delivered_at")}
+                wire.append(relay.wire_message(OutboxMessage(**fields), payload))
         persons.append(
             {
                 "id": person_id,
@@ -568,5 +587,5 @@ def import_municipality(
     )
     session.flush()
     return ImportOutcome(
-        lg, "imported", len(persons), len(household_rows), len(event_table_rows), len(outbox)
+        lg, "imported", len(persons), len(household_rows), len(event_table_rows), len(outbox), messages=wire
     )

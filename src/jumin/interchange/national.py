@@ -174,15 +174,15 @@ def seed_identities(
     block_id = f"interchange-{uuid.uuid4().hex[:20]}"
     pref = sender[:2]
 
-    def seal(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: (_SEALED + encrypt(v, _INBOX_AAD))
-                if k == "individual_number" and isinstance(v, str)
-                else seal(v)
-                for k, v in value.items()
+    def seal(document: dict[str, Any]) -> dict[str, Any]:
+        # The inbox's _seal walks the document; its only 個人番号 is the identity's.
+        identity = document["identity"]
+        number = identity.get("individual_number")
+        if isinstance(number, str):
+            document = document | {
+                "identity": identity | {"individual_number": _SEALED + encrypt(number, _INBOX_AAD)}
             }
-        return value
+        return document
 
     for person_id, ms in seedable:
         identity_id = next(identity_ids)

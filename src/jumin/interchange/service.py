@@ -135,6 +135,32 @@ def seed_national(
     return applied, left
 
 
+def seed_messages(
+    messages: dict[str, list[dict[str, Any]]],
+    *,
+    municipal_engine: Engine | None = None,
+    national_db: Engine | None = None,
+    now: Callable[[], dt.datetime] = utcnow,
+) -> tuple[int, int]:
+    """Seed messages just written to the municipalities' outboxes (by sender), then mark them delivered.
+
+    The same three steps as :func:`seed_national`, without reading back what the import
+    has in hand.
+    """
+    outcomes: dict[str, national.SeedOutcome] = {}
+    with unit_of_work(national_db or national_engine()) as session:
+        for sender, wire in messages.items():
+            outcomes[sender] = national.seed_identities(session, sender=sender, messages=wire, now=now())
+    with unit_of_work(municipal_engine or default_engine()) as session:
+        for sender, outcome in outcomes.items():
+            if outcome.statuses:
+                done = tuple(w for w in messages[sender] if w["idempotency_key"] in outcome.statuses)
+                batch = relay.OutgoingBatch(sender=sender, first_id=0, last_id=0, messages=done)
+                relay.acknowledge(session, batch=batch, statuses=outcome.statuses, now=now())
+    applied = sum(len(o.statuses) for o in outcomes.values())
+    return applied, sum(len(w) for w in messages.values()) - applied
+
+
 def import_directory(
     directory: Path,
     *,
@@ -163,13 +189,16 @@ def import_directory(
     if on_start is not None:
         on_start(summary.total_residents)
     engine = municipal_engine or default_engine()
-    pending: list[str] = []
-    pending_persons = 0
+    seeding = feed is NationalFeed.SEED and not check_only
+    pending: dict[str, list[dict[str, Any]]] = {}
+    pending_count = 0
 
-    def seed(lg_codes: list[str]) -> None:
-        applied, left = seed_national(lg_codes, municipal_engine=engine, national_db=national_db, now=now)
+    def seed() -> None:
+        nonlocal pending, pending_count
+        applied, left = seed_messages(pending, municipal_engine=engine, national_db=national_db, now=now)
         report.seeded += applied
         report.left_for_relay += left
+        pending, pending_count = {}, 0
 
     for batch in read_municipalities(directory):
         valid, errors = validate_municipality(batch)
@@ -183,6 +212,7 @@ def import_directory(
                     actor=_actor(batch.lg_code, operator),
                     now=now(),
                     request_id=current_request_id(),
+                    keep_messages=seeding,
                 )
                 if check_only or outcome.status != "imported":
                     session.rollback()
@@ -191,18 +221,23 @@ def import_directory(
             if outcome.status == "refused":
                 outcome.persons = batch.count(PERSONS)
         report.municipalities.append(outcome)
-        # A skipped municipality is seeded too: a re-run finishes what an interrupted one
-        # left in the outbox.
-        if feed is NationalFeed.SEED and not check_only and outcome.status in ("imported", "skipped"):
-            pending.append(outcome.lg_code)
-            pending_persons += outcome.persons + 1
-            if pending_persons >= SEED_GROUP:
-                seed(pending)
-                pending, pending_persons = [], 0
+        if seeding and outcome.status == "imported":
+            pending[outcome.lg_code] = outcome.messages
+            pending_count += len(outcome.messages)
+            outcome.messages = []
+            if pending_count >= SEED_GROUP:
+                seed()
+        elif seeding and outcome.status == "skipped":
+            # A re-run finishes what an interrupted one left in the outbox.
+            applied, left = seed_national(
+                [outcome.lg_code], municipal_engine=engine, national_db=national_db, now=now
+            )
+            report.seeded += applied
+            report.left_for_relay += left
         if on_municipality is not None:
             on_municipality(outcome)
     if pending:
-        seed(pending)
+        seed()
     report.seconds = time.monotonic() - started
     return report
 

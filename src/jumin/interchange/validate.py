@@ -124,7 +124,20 @@ def validate_municipality(batch: MunicipalityRows) -> tuple[ValidMunicipality | 
             numbers.setdefault(p.individual_number, line)
         valid.persons.append((line, p))
 
+    # Rows that reference a person row refused above are not reported again: the person's
+    # own errors say what is wrong, and a cascade of "not found" would only hide them.
+    refused_atenas = {v[1] for _, v in batch.rows.get(PERSONS.name, []) if len(v) > 11} - persons.keys()
+    refused_households = {
+        v[11] for _, v in batch.rows.get(PERSONS.name, []) if len(v) > 11 and v[1] in refused_atenas
+    }
+
+    def missing(layout: FileLayout[Any], line: int, atena: str) -> None:
+        if atena not in refused_atenas:
+            err(layout, line, f"宛名番号 {atena} は persons.csv にありません", "atena_no")
+
     for no, (line, h) in households.items():
+        if no in refused_households:
+            continue
         live = members.get(no, [])
         heads = [p for p in live if p.relationship == RELATIONSHIP_HEAD]
         if h.member_count != len(live):
@@ -154,7 +167,7 @@ def validate_municipality(batch: MunicipalityRows) -> tuple[ValidMunicipality | 
     for line, f in parsed[FOREIGN_RESIDENTS.name]:
         owner = persons.get(f.atena_no)
         if owner is None:
-            err(FOREIGN_RESIDENTS, line, f"宛名番号 {f.atena_no} は persons.csv にありません", "atena_no")
+            missing(FOREIGN_RESIDENTS, line, f.atena_no)
         elif owner[1].resident_kind != "foreign":
             err(
                 FOREIGN_RESIDENTS,
@@ -174,7 +187,8 @@ def validate_municipality(batch: MunicipalityRows) -> tuple[ValidMunicipality | 
 
     for line, a in parsed[ALIASES.name]:
         if a.atena_no not in valid.foreign:
-            err(ALIASES, line, f"宛名番号 {a.atena_no} は外国人住民の住民票ではありません", "atena_no")
+            if a.atena_no not in refused_atenas:
+                err(ALIASES, line, f"宛名番号 {a.atena_no} は外国人住民の住民票ではありません", "atena_no")
             continue
         valid.aliases.setdefault(a.atena_no, []).append(a)
     for atena, history in valid.aliases.items():
@@ -203,7 +217,7 @@ def validate_municipality(batch: MunicipalityRows) -> tuple[ValidMunicipality | 
     events_of: dict[str, list[EventRow]] = defaultdict(list)
     for line, e in parsed[EVENTS.name]:
         if e.atena_no not in persons:
-            err(EVENTS, line, f"宛名番号 {e.atena_no} は persons.csv にありません", "atena_no")
+            missing(EVENTS, line, e.atena_no)
             continue
         if (e.event_no, e.atena_no) in pairs:
             err(
@@ -260,7 +274,7 @@ def validate_municipality(batch: MunicipalityRows) -> tuple[ValidMunicipality | 
 
     for line, c in parsed[CARDS.name]:
         if c.atena_no not in persons:
-            err(CARDS, line, f"宛名番号 {c.atena_no} は persons.csv にありません", "atena_no")
+            missing(CARDS, line, c.atena_no)
         elif c.atena_no in valid.cards:
             err(CARDS, line, f"宛名番号 {c.atena_no} のカードが重複しています（1人1枚）", "atena_no")
         elif c.card_issued_on < persons[c.atena_no][1].birth_date:

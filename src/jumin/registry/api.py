@@ -246,3 +246,9 @@ def outbox(
         limit=limit,
     )
     return [outbox_response(m, payload) for m, payload in rows]
+
+
+# Drafts of supervisor-only events and their approval: /registry/approval-requests.
+from jumin.registry.approvals_api import router as _approvals_router  # noqa: E402
+
+router.include_router(_approvals_router)

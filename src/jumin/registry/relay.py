@@ -35,6 +35,7 @@ from jumin.accounts import service as accounts
 from jumin.accounts.domain import OrganisationKind
 from jumin.audit import service as audit
 from jumin.audit.domain import Actor, AuditAction
+from jumin.certificates import widearea
 from jumin.core.errors import InvalidValue, NotFound, RuleViolation
 from jumin.core.municipalities import load_master
 from jumin.core.replication import (
@@ -656,9 +657,16 @@ class RelayReport:
     batches: int = 0
     arrivals: int = 0  # 転出証明書情報 newly stored as expected arrivals
     errors: list[str] = field(default_factory=list)
+    wide_area_notices: int = 0  # 広域交付: copy-issued notices the home municipalities received
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sent": self.sent, "batches": self.batches, "arrivals": self.arrivals, "errors": self.errors}
+        return {
+            "sent": self.sent,
+            "batches": self.batches,
+            "arrivals": self.arrivals,
+            "wide_area_notices": self.wide_area_notices,
+            "errors": self.errors,
+        }
 
 
 _RETRYABLE_PROBLEMS = ("urn:jumin:problem:replication-race",)
@@ -869,7 +877,16 @@ class Relay:
         report = RelayReport()
         self.drain(report)
         self.collect(report)
+        self.deliver_wide_area_notices(report)
         return report
+
+    def deliver_wide_area_notices(self, report: RelayReport) -> None:
+        """Tell home municipalities of the 広域交付 copies issued here (certificates.widearea)."""
+        delivered, errors = widearea.deliver_issued_notices(
+            self._scope, http=self.http, url=self.url, lg_codes=self.lg_codes, key_dir=self.key_dir
+        )
+        report.wide_area_notices += delivered
+        report.errors.extend(errors)
 
     def run_forever(self, *, interval: float, before_each: Callable[[], None] | None = None) -> None:
         """Cycle until ``stop`` is set; a failed cycle is logged and the next one tries again."""
@@ -879,8 +896,15 @@ class Relay:
                 if before_each is not None:
                     before_each()
                 report = self.run_once()
-                if report.sent or report.arrivals:
-                    log.info("relay cycle", extra={"sent": report.sent, "arrivals": report.arrivals})
+                if report.sent or report.arrivals or report.wide_area_notices:
+                    log.info(
+                        "relay cycle",
+                        extra={
+                            "sent": report.sent,
+                            "arrivals": report.arrivals,
+                            "wide_area_notices": report.wide_area_notices,
+                        },
+                    )
                 for error in report.errors:
                     log.error("relay refused", extra={"reason": error})
             except RelayError as exc:

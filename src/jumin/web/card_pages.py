@@ -39,6 +39,8 @@ LABELS = {
     "kind": "再設定する暗証番号",
     "new_pin": "新しい暗証番号",
 }
+# The card number is the page's, not an input: a refusal naming it is about the whole form.
+INPUTS = [name for name in LABELS if name != "card_number"]
 DOCUMENT_OPTIONS = list(views.IDENTITY_DOCUMENT_LABELS.items())
 PIN_KINDS = [
     ("auth", "利用者証明用電子証明書の暗証番号 (数字4桁)"),
@@ -270,7 +272,7 @@ def hand_over(
                 under_guardianship=body.under_guardianship,
             )
     except DomainError as exc:
-        return again(refused_fields(exc, LABELS), exc.status)
+        return again(refused_fields(exc, INPUTS), exc.status)
     handed = cards.CardFace(
         card=result.card,
         resident_code=face.resident_code,
@@ -375,7 +377,7 @@ def pin_reset(
             )
     except DomainError as exc:
         # The check names the PIN field of its kind (auth_pin / signing_pin): it is this form's new_pin.
-        errors = refused_fields(exc, LABELS)
+        errors = refused_fields(exc, INPUTS)
         errors = {("new_pin" if k in ("auth_pin", "signing_pin") else k): v for k, v in errors.items()}
         return _render_pin_reset(
             request,

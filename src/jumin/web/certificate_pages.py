@@ -2,9 +2,11 @@
 
 The clerk picks the persons, the kind and the items and says who is asking; the preview
 runs every check issuing would (``certificates.service.preview_at_window``) and shows the
-page as it will print; 「交付する」 issues it (``issue_at_window``). The signed PDF is not
-kept by the system (only its hash is), so the page that answers the issuance carries the
-file itself, to download or open for printing.
+page as it will print; 「交付する」 issues it, once per preview (``certificates.handover``:
+the form carries a one-time token), and redirects to the result page, so a reload shows
+the same result and never issues again. The ledger keeps only the PDF's hash; the result
+page offers the signed PDF to its clerk, to download or open for printing, for the few
+minutes ``certificates.handover`` keeps it sealed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import base64
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -21,6 +23,7 @@ from starlette.datastructures import FormData
 
 from jumin.accounts.domain import Principal
 from jumin.api_support import SessionDep
+from jumin.certificates import handover
 from jumin.certificates import service as certificates
 from jumin.certificates.domain import (
     CHANNEL_LABELS,
@@ -303,6 +306,8 @@ def preview(request: Request, principal: Clerk, session: SessionDep, form: Poste
             "pages": pdfimages.page_images(certificates.preview_pdf(shown)),
             "images_available": pdfimages.available(),
             "hidden": [("person", str(person.person_id)), *_hidden_fields(values)],
+            # One issuance per preview: a second post of this form answers with the first.
+            "issue_token": handover.new_token(),
             "requester": REQUESTER_LABELS[body.requester.kind],
         },
         session=session,
@@ -318,7 +323,8 @@ def edit(request: Request, principal: Clerk, session: SessionDep, form: PostedFo
 
 
 @router.post("/certificates/issue")
-def issue(request: Request, principal: Clerk, session: SessionDep, form: PostedForm) -> HTMLResponse:
+def issue(request: Request, principal: Clerk, session: SessionDep, form: PostedForm) -> Response:
+    """Issue once per preview (its one-time token), then redirect: a reload only reads the result."""
     person = _posted_person(request, session, principal, form)
     values = _selection_values(form, person)
     try:
@@ -327,11 +333,31 @@ def issue(request: Request, principal: Clerk, session: SessionDep, form: PostedF
         return _render_selection(request, session, principal, person, values, _invalid(exc), status=400)
     try:
         with attempt(session):
-            issued = certificates.issue_at_window(session, ctx=context_of(request, principal), request=body)
+            number = handover.issue_at_window_once(
+                session,
+                ctx=context_of(request, principal),
+                request=body,
+                token=str(form.get("issue_token") or ""),
+            )
     except DomainError as exc:
         return _render_selection(
             request, session, principal, person, values, refused_fields(exc, FIELDS), status=exc.status
         )
+    return _redirect(f"{STAFF_PREFIX}/certificates/issued/{number}")
+
+
+@router.get("/certificates/issued/{issue_number}")
+def issued_page(
+    request: Request,
+    issue_number: Annotated[str, Path(max_length=32, pattern=r"^[0-9A-Za-z-]+$")],
+    principal: Clerk,
+    session: SessionDep,
+    finished: Annotated[str, Query(max_length=8)] = "",
+) -> HTMLResponse:
+    ctx = context_of(request, principal)
+    shown = handover.handover(session, ctx=ctx, issue_number=issue_number)
+    issued = shown.issuance
+    person = _person_of(request, session, principal, issued.person_ids[0])
     return render(
         request,
         "certificate_issued.html",
@@ -339,14 +365,36 @@ def issue(request: Request, principal: Clerk, session: SessionDep, form: PostedF
             "title": f"証明書を交付しました {issued.issue_number}",
             "person": person,
             "issued": issued,
+            "file_name": shown.file_name,
             "kind": issued.kind.label,
             "form_label": FORM_LABELS[issued.form],
             "channel": CHANNEL_LABELS[issued.channel],
             "issue_date": views.jp_date(issued.issue_date),
-            "pdf_href": "data:application/pdf;base64," + base64.b64encode(issued.pdf).decode(),
-            "pages": pdfimages.page_images(issued.pdf),
+            "issued_at": views.jp_datetime(issued.issued_at),
+            "mine": shown.mine,
+            "pdf_href": "data:application/pdf;base64," + base64.b64encode(shown.pdf).decode()
+            if shown.pdf
+            else "",
+            "kept_until": views.jp_datetime(shown.expires_at) if shown.expires_at else "",
+            "minutes": int(handover.HANDOVER_TIME.total_seconds() // 60),
+            "erased_at": views.jp_datetime(shown.erased_at) if shown.erased_at else "",
+            "finished": bool(finished),
+            "pages": pdfimages.page_images(shown.pdf) if shown.pdf else [],
             "images_available": pdfimages.available(),
         },
         session=session,
         principal=principal,
     )
+
+
+@router.post("/certificates/issued/{issue_number}/finish")
+def finish_handover(
+    request: Request,
+    issue_number: Annotated[str, Path(max_length=32, pattern=r"^[0-9A-Za-z-]+$")],
+    principal: Clerk,
+    session: SessionDep,
+    form: PostedForm,
+) -> Response:
+    """The clerk has printed or saved the PDF: it is erased now rather than at expiry."""
+    handover.finish(session, ctx=context_of(request, principal), issue_number=issue_number)
+    return _redirect(f"{STAFF_PREFIX}/certificates/issued/{issue_number}?finished=1")

@@ -591,3 +591,47 @@ def _closest_group(items: Sequence[Widget | Group], name: str) -> Group | None:
             if deeper is not None:
                 best = deeper
     return best
+
+
+def request_values(request: BaseModel, members: Sequence[RecordView]) -> dict[str, str]:
+    """A stored request as the form's posted values, to open it again (a resubmitted draft).
+
+    Versions are left out, so the form names the versions current now. A list of the
+    household's persons comes back as the ticked rows of the members on screen.
+    """
+    values: dict[str, str] = {}
+    row_of = {m.person_id: i for i, m in enumerate(members)}
+
+    def put(path: str, value: Any) -> None:
+        name = path.rsplit(".", 1)[-1]
+        if isinstance(value, dict):
+            if name == "items":
+                for i, (item, item_value) in enumerate(value.items()):
+                    values[f"{path}.{i}.name"] = str(item)
+                    values[f"{path}.{i}.value"] = "" if item_value is None else str(item_value)
+                return
+            for key, inner in value.items():
+                if key != "version":
+                    put(f"{path}.{key}" if path else key, inner)
+            return
+        if isinstance(value, list):
+            if value and all(isinstance(v, dict) and "person_id" in v for v in value) and members:
+                for v in value:
+                    row = row_of.get(int(v["person_id"]))
+                    if row is None:
+                        continue
+                    values[f"{path}.{row}.include"] = "true"
+                    for key, inner in v.items():
+                        if key not in ("person_id", "version"):
+                            put(f"{path}.{row}.{key}", inner)
+                return
+            for i, v in enumerate(value):
+                put(f"{path}.{i}", v)
+            return
+        if isinstance(value, bool):
+            values[path] = "true" if value else ""
+        elif value is not None:
+            values[path] = str(value)
+
+    put("", request.model_dump(mode="json"))
+    return values

@@ -403,6 +403,7 @@ def record_page(
         for v in registry.history(session, ctx=ctx, person_id=person_id, purpose=PURPOSE)
     )
     common, rest = views.record_actions(principal)
+    drafts = views.draft_actions(principal)
     recorded_label = next((e.label for e in events if e.event_id == recorded), None) if recorded else None
     return render(
         request,
@@ -435,6 +436,8 @@ def record_page(
             "common_actions": common,
             "other_actions": rest,
             "may_cancel": any(c.slug == "cancellation" for c in common + rest),
+            "draft_actions": drafts,
+            "may_draft_cancel": any(c.slug == "cancellation" for c in drafts),
             "may_issue": allows(CLERK, principal),
             "may_protect": allows(SUPERVISOR, principal),
             "recorded": recorded,

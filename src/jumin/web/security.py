@@ -188,6 +188,13 @@ SUPERVISOR = page_rule(Role.SUPERVISOR, organisation_kinds=MUNICIPAL)
 AUDITOR = page_rule(Role.AUDITOR, Role.SUPERVISOR, Role.OPERATOR)
 # The national operator decides on prefectures' extraction requests (network/agencies).
 OPERATOR = page_rule(Role.OPERATOR, organisation_kinds=frozenset({OrganisationKind.NATIONAL}))
+# The approvals page: the operator's extraction requests, a municipality's drafted events.
+APPROVALS = page_rule(
+    Role.OPERATOR,
+    Role.SUPERVISOR,
+    Role.CLERK,
+    organisation_kinds=frozenset({OrganisationKind.NATIONAL, OrganisationKind.MUNICIPALITY}),
+)
 
 Staff = Annotated[Principal, Depends(ANY_STAFF)]
 Reader = Annotated[Principal, Depends(READER)]
@@ -195,6 +202,7 @@ Clerk = Annotated[Principal, Depends(CLERK)]
 Auditor = Annotated[Principal, Depends(AUDITOR)]
 Supervisor = Annotated[Principal, Depends(SUPERVISOR)]
 Operator = Annotated[Principal, Depends(OPERATOR)]
+Approver = Annotated[Principal, Depends(APPROVALS)]
 
 
 def form_value(form: FormData, name: str) -> str:

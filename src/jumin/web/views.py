@@ -16,6 +16,7 @@ from jumin.api_support import AccessRule
 from jumin.core.errors import DomainError, InvalidValue
 from jumin.core.municipalities import load_master
 from jumin.core.wareki import format_wareki
+from jumin.registry.approvals import APPROVABLE_SLUGS
 from jumin.registry.domain import (
     EVENT_LABELS,
     REMOVAL_LABELS,
@@ -58,6 +59,13 @@ AUDIT_ACTION_LABELS = {
     "registry.event_recorded": "異動の記録",
     "registry.read": "住民記録の閲覧",
     "registry.individual_number_shown": "個人番号の表示",
+    "registry.approval_requested": "承認の申請",
+    "registry.approval_resubmitted": "承認の申請の再提出",
+    "registry.approval_withdrawn": "承認の申請の取下げ",
+    "registry.approval_approved": "申請の承認 (異動の記録)",
+    "registry.approval_refused": "申請の却下",
+    "registry.approval_failed": "承認できなかった申請",
+    "registry.approval_viewed": "承認の申請の閲覧",
     "registry.replication_batch_sent": "住基ネットへの送信",
     "registry.expected_arrivals_received": "転出証明書情報の受信",
     "registry.reconcile_digest": "整合性確認 (市区町村)",
@@ -102,6 +110,8 @@ AUDIT_ACTION_LABELS = {
     "certificate.verified": "証明書の真正性確認",
     "certificate.signer_created": "証明書の署名鍵の作成",
     "certificate.issuances_viewed": "交付記録の閲覧",
+    "certificate.handover_shown": "交付した証明書PDFの表示",
+    "certificate.handover_erased": "交付した証明書PDFの消去",
     "protection_order.registered": "支援措置の登録",
     "protection_order.ended": "支援措置の終了",
     "protection_order.viewed": "支援措置の閲覧",
@@ -372,9 +382,25 @@ def menu_for(principal: Principal) -> list[MenuItem]:
             security.OPERATOR,
             MenuItem("抽出依頼の承認", "/staff/approvals", "都道府県からの基準日抽出の依頼を承認・却下する"),
         ),
+        (
+            security.SUPERVISOR,
+            MenuItem(
+                "修正の承認",
+                "/staff/approvals",
+                "窓口職員が申請した職権修正・職権消除・取消しを承認・却下する",
+            ),
+        ),
         (security.AUDITOR, MenuItem("監査ログ", "/staff/audit", "ハッシュチェーンの検証と操作記録の検索")),
     ]
-    return [item for rule, item in candidates if security.allows(rule, principal)]
+    items = [item for rule, item in candidates if security.allows(rule, principal)]
+    if security.allows(security.CLERK, principal) and not security.allows(security.SUPERVISOR, principal):
+        # A clerk's own drafts of supervisor-only events, and what the supervisors decided.
+        position = next((i for i, item in enumerate(items) if item.href == "/staff/audit"), len(items))
+        items.insert(
+            position,
+            MenuItem("承認の申請", "/staff/approvals", "職権修正などの申請と、監督職員の判断の確認"),
+        )
+    return items
 
 
 def may_run(command: EventCommand, principal: Principal) -> bool:
@@ -388,6 +414,17 @@ def record_actions(principal: Principal) -> tuple[list[EventCommand], list[Event
     common = [c for slug in COMMON_SLUGS for c in allowed if c.slug == slug]
     rest = [c for c in allowed if c.slug not in COMMON_SLUGS]
     return common, rest
+
+
+def draft_actions(principal: Principal) -> list[EventCommand]:
+    """Supervisor-only kinds this account may not record but may draft for a supervisor's approval."""
+    return [
+        c
+        for c in EVENT_COMMANDS
+        if c.slug in APPROVABLE_SLUGS
+        and not may_run(c, principal)
+        and security.allows(security.CLERK, principal)
+    ]
 
 
 def role_names(roles: Sequence[Role] | frozenset[Role]) -> str:
@@ -442,3 +479,69 @@ EXTRACTION_STATUS_LABELS = {
 
 def place_name(lg_code: str) -> str:
     return municipality_name(lg_code) or lg_code
+
+
+# ---------------------------------------------------------------------------
+# Approval requests (registry.approvals)
+
+
+@dataclass(frozen=True, slots=True)
+class ComparedRow:
+    label: str
+    current: str
+    proposed: str
+    changed: bool
+
+
+def compare_records(current: ResidentRecord, proposed: ResidentRecord | None) -> list[ComparedRow]:
+    """A record now beside the record as an approval would leave it, row by row, in 住民票 order."""
+    before = dict(record_rows(current))
+    after = dict(record_rows(proposed)) if proposed is not None else {}
+    labels = list(before) + [label for label in after if label not in before]
+    absent = "(記載なし)"
+    return [
+        ComparedRow(
+            label,
+            before.get(label, ""),
+            after.get(label, "") if proposed is not None else absent,
+            before.get(label, "") != (after.get(label, "") if proposed is not None else absent),
+        )
+        for label in labels
+    ]
+
+
+def _shown_value(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "はい" if value else "いいえ"
+    text = str(value)
+    if name.endswith("_on") or name in ("birth_date", "became_resident_on", "address_set_on"):
+        try:
+            return jp_date(dt.date.fromisoformat(text))
+        except ValueError:
+            return text
+    if name == "sex":
+        return ENUM_LABELS[Sex].get(text, text)
+    return text
+
+
+def request_rows(request: Any) -> list[tuple[str, str]]:
+    """What a drafted event says, in the form's words: persons and versions left to the table."""
+    from jumin.web.forms import CORRECTABLE_LABELS, LABELS
+
+    data: dict[str, Any] = request.model_dump(mode="json", exclude_none=True)
+    rows: list[tuple[str, str]] = []
+    for name, value in data.items():
+        label = LABELS.get(name, name)
+        if name == "items" and isinstance(value, dict):
+            rows += [
+                (
+                    f"{label}: {CORRECTABLE_LABELS.get(k, k)}",
+                    _shown_value(k, v) if v is not None else "(削除)",
+                )
+                for k, v in value.items()
+            ]
+        elif name in ("person", "versions", "household") or isinstance(value, dict | list):
+            continue
+        elif value != "":
+            rows.append((label, _shown_value(name, value)))
+    return rows

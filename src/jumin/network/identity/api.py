@@ -8,13 +8,13 @@ its audit entry) whatever it carries.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
-from jumin.api_support import PROBLEM_RESPONSES, AccessRule, NationalSessionDep
+from jumin.api_support import PROBLEM_RESPONSES, AccessRule, NationalSessionDep, national_units
 from jumin.core.replication import MAX_NOTICES, EnvelopeKind, notices_envelope
-from jumin.network.identity import service
+from jumin.network.identity import service, widearea
 from jumin.network.identity.schemas import (
     ChangeEnvelopeIn,
     ChangesResponse,
@@ -157,3 +157,70 @@ def notices(
         ],
         next_after_id=views[-1].id if views else after_id,
     )
+
+
+# ---------------------------------------------------------------------------
+# 広域交付: the issuer's signed request, forwarded to the home municipality (network.identity.widearea)
+
+WIDE_AREA_RECORDS_ROUTE = "POST /network/v1/wide-area/records"
+WIDE_AREA_ISSUED_ROUTE = "POST /network/v1/wide-area/issued"
+_WIDE_AREA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    502: {"description": "住基ネットが受け付けなかった照会", "content": PROBLEM_RESPONSES[400]["content"]},
+    503: {
+        "description": "住所地の市区町村のシステムが応答しない",
+        "content": PROBLEM_RESPONSES[400]["content"],
+    },
+}
+_DEFAULT_HOMES = widearea.HomeGateway()
+
+
+def _homes(request: Request) -> widearea.HomeGateway:
+    """The way to the homes' endpoints: HTTP, or what the app was given (a test's in-process client)."""
+    gateway = getattr(request.app.state, "wide_area_homes", None)
+    return gateway if isinstance(gateway, widearea.HomeGateway) else _DEFAULT_HOMES
+
+
+@router.post(
+    "/wide-area/records",
+    dependencies=[Depends(SIGNED_BY_MUNICIPALITY)],
+    summary="広域交付: 交付地の市区町村からの照会を住所地へ取り次ぎ、住所地の回答を返す (署名付き)",
+    responses=_WIDE_AREA_RESPONSES,
+)
+def wide_area_records(
+    request: Request,
+    body: Annotated[bytes, Depends(_raw_body)],
+    sender: SenderHeader = None,
+    signature: SignatureHeader = None,
+) -> dict[str, Any]:
+    answer = widearea.forward_record_request(
+        national_units(request.app),
+        sender=sender,
+        signature=signature,
+        body=body,
+        route=WIDE_AREA_RECORDS_ROUTE,
+        gateway=_homes(request),
+    )
+    return answer.as_json()
+
+
+@router.post(
+    "/wide-area/issued",
+    dependencies=[Depends(SIGNED_BY_MUNICIPALITY)],
+    summary="広域交付: 交付した旨を住所地の市区町村へ通知する (署名付き)",
+    responses=_WIDE_AREA_RESPONSES,
+)
+def wide_area_issued(
+    request: Request,
+    body: Annotated[bytes, Depends(_raw_body)],
+    sender: SenderHeader = None,
+    signature: SignatureHeader = None,
+) -> dict[str, str]:
+    status = widearea.forward_issued_notice(
+        national_units(request.app),
+        sender=sender,
+        signature=signature,
+        body=body,
+        route=WIDE_AREA_ISSUED_ROUTE,
+        gateway=_homes(request),
+    )
+    return {"status": status}

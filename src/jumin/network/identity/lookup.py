@@ -30,8 +30,10 @@ __all__ = [
     "CurrentIdentity",
     "HistoryMark",
     "current_identities",
+    "current_identities_by_id",
     "current_identities_for",
     "current_identity",
+    "current_identity_by_id",
     "full_address",
     "history_after",
     "latest_history_id",
@@ -71,6 +73,9 @@ class CurrentIdentity:
     address_lg_code: str
     address_line: str
     changed_on: dt.date
+    # The identity's own id: stable for life, while the 住民票コード may be changed
+    # (住民票コードの変更, 住民基本台帳法 第30条の4). Other features link to the person by it.
+    identity_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,7 @@ class HistoryMark:
     resident_code: str
     change_kind: str
     valid_from: dt.date
+    identity_id: int
 
 
 def _view(row: IdentityRecord) -> CurrentIdentity:
@@ -99,12 +105,29 @@ def _view(row: IdentityRecord) -> CurrentIdentity:
         address_lg_code=row.address_lg_code,
         address_line=row.address,
         changed_on=row.changed_on,
+        identity_id=row.id,
     )
 
 
 def current_identity(session: Session, resident_code: str) -> CurrentIdentity | None:
     row = session.scalars(select(IdentityRecord).where(IdentityRecord.resident_code == resident_code)).first()
     return None if row is None else _view(row)
+
+
+def current_identity_by_id(session: Session, identity_id: int) -> CurrentIdentity | None:
+    """The person behind a stable identity id, under whatever 住民票コード they hold now."""
+    row = session.get(IdentityRecord, identity_id)
+    return None if row is None else _view(row)
+
+
+def current_identities_by_id(session: Session, identity_ids: Iterable[int]) -> dict[int, CurrentIdentity]:
+    ids = sorted(set(identity_ids))
+    found: dict[int, CurrentIdentity] = {}
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        for row in session.scalars(select(IdentityRecord).where(IdentityRecord.id.in_(chunk))):
+            found[row.id] = _view(row)
+    return found
 
 
 def current_identities_for(session: Session, resident_codes: Iterable[str]) -> dict[str, CurrentIdentity]:
@@ -124,9 +147,12 @@ def current_identities() -> Subquery:
     Columns: resident_code, prefecture_code, lg_code, status, removal_reason, name,
     birth_date, sex, address (the line within the municipality) and address_lg_code;
     a caller that writes or compares an address composes ``full_address`` from the two.
+    ``identity_id`` is the identity's stable id, what a join from another feature's
+    rows should use: the 住民票コード can change.
     """
     r = IdentityRecord
     return select(
+        r.id.label("identity_id"),
         r.resident_code,
         r.prefecture_code,
         r.lg_code,
@@ -141,15 +167,24 @@ def current_identities() -> Subquery:
 
 
 def history_after(session: Session, after_id: int, limit: int) -> Sequence[HistoryMark]:
-    """History rows recorded after ``after_id``, oldest first (the sweeper's feed)."""
+    """History rows recorded after ``after_id``, oldest first (the sweeper's feed).
+
+    Each names the identity it belongs to: a 住民票コードの変更 writes a row under the new
+    code with the same ``identity_id``, so a consumer keyed by identity follows the person.
+    """
     h = IdentityHistory
     rows = session.execute(
-        select(h.id, h.resident_code, h.change_kind, h.valid_from)
+        select(h.id, h.resident_code, h.change_kind, h.valid_from, h.identity_id)
         .where(h.id > after_id)
         .order_by(h.id)
         .limit(limit)
     )
-    return [HistoryMark(history_id=r[0], resident_code=r[1], change_kind=r[2], valid_from=r[3]) for r in rows]
+    return [
+        HistoryMark(
+            history_id=r[0], resident_code=r[1], change_kind=r[2], valid_from=r[3], identity_id=int(r[4])
+        )
+        for r in rows
+    ]
 
 
 def latest_history_id(session: Session) -> int:

@@ -1,0 +1,85 @@
+"""The benchmark suite's machinery end to end, at a tiny N: it measures nothing worth keeping.
+
+`python -m bench run` generates a population (a few hundred residents of one prefecture),
+imports it into PostgreSQL, starts `jumin serve`, runs every benchmark for a second and
+writes the JSON, the markdown summary and the charts. No figure is checked against a
+target here (speed is never a test); the test proves that each benchmark produced a
+figure, a baseline where the issue names one, and the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PG_URL = os.environ.get("JUMIN_TEST_DATABASE_URL")
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (PG_URL or "").startswith("postgresql"),
+        reason="the benchmark suite runs on PostgreSQL only (set JUMIN_TEST_DATABASE_URL)",
+    ),
+]
+
+EXPECTED = {"import", "lookup", "batch", "extraction", "events", "pdf", "search", "memory"}
+WITH_BASELINE = {"import", "lookup", "extraction", "pdf"}
+WITH_SECOND = {"lookup", "events"}
+
+
+def test_a_tiny_run_writes_every_figure_with_its_baseline_and_the_charts(tmp_path: Path) -> None:
+    assert PG_URL is not None
+    base, _, name = PG_URL.rpartition("/")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    database = f"{name}_bench" + (f"_{worker}" if worker else "")
+    results = tmp_path / "results"
+    argv = [
+        sys.executable, "-m", "bench", "run",
+        "--residents", "50000", "--prefecture", "31",  # Tottori's share of 50,000: about 220 residents
+        "--pg", base, "--database", database, "--fresh",
+        "--duration", "1", "--warmup", "0.2", "--concurrency", "4", "--events-concurrency", "2",
+        "--pdf-concurrency", "2", "--search-concurrency", "2", "--batch-rows", "100",
+        "--results-dir", str(results), "--data-dir", str(tmp_path / "data"), "--quiet",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUMIN_")}
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    (report_path,) = results.glob("*.json")
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    by_key = {b["key"]: b for b in report["benchmarks"]}
+    assert set(by_key) == EXPECTED
+    for key, b in by_key.items():
+        assert "error" not in b, (key, b.get("error"), b["details"].get("traceback"))
+        assert isinstance(b["figure"], float | int), key
+        assert b["figure"] > 0, key
+        assert b["met"] in (True, False), key
+    for key in WITH_BASELINE:
+        assert by_key[key]["baseline"] > 0, key
+        assert by_key[key]["ratio"] == pytest.approx(
+            by_key[key]["figure"] / by_key[key]["baseline"], rel=1e-2
+        )
+    for key in WITH_SECOND:
+        assert by_key[key]["second"]["value"] is not None, key
+    assert report["run"]["residents"] > 100
+    assert report["import"]["residents"] == report["run"]["residents"]
+    assert by_key["events"]["details"]["undelivered_at_end"] == 0
+    assert by_key["events"]["details"]["applied_nationally"] == by_key["events"]["details"]["outbox_messages"]
+    assert by_key["extraction"]["details"]["rows"] == by_key["extraction"]["details"]["baseline_rows"]
+    assert report["machine"]["load_samples"]
+
+    summary = report_path.with_suffix(".md").read_text(encoding="utf-8")
+    assert "| ベンチマーク | 測定値 | 目標 | 判定 |" in summary
+    assert "計算機" in summary
+    assert "load average" in summary
+    charts = {p.stem: p for p in (results / report_path.stem).glob("*.png")}
+    assert {"targets", "baselines", "latency", "memory", "import"} <= set(charts)
+    for path in charts.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.name in summary
