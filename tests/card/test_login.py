@@ -22,7 +22,8 @@ from tests.card.helpers import AUTH_PIN, CHIYODA, CLERK, DOCS, issue_card, seed_
 
 
 def _failures(db: Session) -> list[str]:
-    return [e.detail or "" for e in db.query(AuditEntry).filter_by(action="card.login_failed")]
+    failed = db.query(AuditEntry).filter_by(action="card.login_failed").order_by(AuditEntry.id)
+    return [e.detail or "" for e in failed]
 
 
 def _signed(db: Session, card_number: str, challenge: service.Challenge) -> bytes:

@@ -66,7 +66,7 @@ def test_the_number_and_code_show_when_and_by_whom_it_was_issued(
     assert unknown.status_code == 404
     assert wrong.json()["detail"] == unknown.json()["detail"]  # no hint which part was wrong
 
-    entries = db.query(AuditEntry).filter_by(action="certificate.verified").all()
+    entries = db.query(AuditEntry).filter_by(action="certificate.verified").order_by(AuditEntry.id).all()
     assert [e.outcome for e in entries] == ["success", "success", "success", "failure", "failure"]
     assert entries[0].target_id == issued.issue_number
     assert entries[0].chain == "131016"
