@@ -47,6 +47,9 @@ def run_command(
         ),
     ] = 10_000,
     workers: Annotated[int, typer.Option("--workers", help="サーバーのプロセス数 (1 = jumin serve)")] = 1,
+    import_workers: Annotated[
+        int, typer.Option("--import-workers", help="取込のプロセス数 (0: jumin import と同じくコア数)")
+    ] = 0,
     relay_interval: Annotated[float, typer.Option("--relay-interval", help="中継の間隔 (秒)")] = 0.2,
     pg: Annotated[str, typer.Option("--pg", help="PostgreSQL (データベース名なし)")] = DEFAULT_PG,
     database: Annotated[
@@ -84,6 +87,7 @@ def run_command(
         batch_rows=batch_rows,
         import_sample=import_sample,
         workers=workers,
+        import_workers=import_workers,
         relay_interval=relay_interval,
         port=port,
         results_dir=results_dir.resolve(),

@@ -106,6 +106,7 @@ class RunConfig:
     batch_rows: int = 50_000
     import_sample: int = 10_000
     workers: int = 1
+    import_workers: int = 0
     relay_interval: float = 0.2
     port: int = 18780
     results_dir: Path = RESULTS_DIR

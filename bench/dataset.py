@@ -125,12 +125,12 @@ def ensure_population(cfg: RunConfig, ui: UI) -> Population:
 
 
 def measure_import(
-    directory: Path, *, municipal_url: str, national_url: str, scope: str, ui: UI
+    directory: Path, *, municipal_url: str, national_url: str, scope: str, ui: UI, workers: int = 0
 ) -> ImportMeasurement:
     """`jumin import DIR`'s use case, timed: the register and the national bulk seed (the default feed)."""
     from jumin.db import make_engine
     from jumin.interchange.importer import ImportOutcome
-    from jumin.interchange.service import NationalFeed, import_directory
+    from jumin.interchange.service import NationalFeed, default_workers, import_directory
     from jumin.request_context import new_request_id, set_request_id
 
     set_request_id("bench-import-" + new_request_id())
@@ -161,6 +161,7 @@ def measure_import(
                 national_db=national,
                 feed=NationalFeed.SEED,
                 operator="bench",
+                workers=workers or default_workers(municipal),
                 on_start=on_start,
                 on_municipality=on_municipality,
             )
@@ -290,7 +291,12 @@ def prepare(cfg: RunConfig, ui: UI) -> Prepared:
         ui.say(f"標本 {sample_residents:,} 人を作業用データベースに取り込みます。")
         empty_and_migrate(scratch_m, scratch_n)
         measured = measure_import(
-            sample, municipal_url=scratch_m, national_url=scratch_n, scope="sample", ui=ui
+            sample,
+            municipal_url=scratch_m,
+            national_url=scratch_n,
+            scope="sample",
+            ui=ui,
+            workers=cfg.import_workers,
         )
         copied = copy_baseline(sample, scratch_m)
         return Prepared(population, True, measured, copied, marker.get("import"))
@@ -302,6 +308,7 @@ def prepare(cfg: RunConfig, ui: UI) -> Prepared:
         national_url=cfg.national_url,
         scope="full",
         ui=ui,
+        workers=cfg.import_workers,
     )
     copied = copy_baseline(population.directory, cfg.municipal_url)
     body = {

@@ -49,7 +49,7 @@ def entry(key: str, outcome: dict[str, Any]) -> dict[str, Any]:
         "met": spec.target.met(figure),
         "baseline": None if baseline is None else round(float(baseline), 3),
         "baseline_description": spec.baseline,
-        "ratio": None if ratio is None else round(ratio, 4),
+        "ratio": None if ratio is None else float(f"{ratio:.4g}"),  # 4 significant digits, however small
         "details": outcome.get("details", {}),
     }
     if figure is not None:

@@ -32,6 +32,9 @@ class Settings:
     # The national server this municipal system asks over HTTP (広域交付); empty: the
     # national side in this process (`jumin serve`, every role in one process).
     network_url: str = ""
+    # Each organisation's audit log is this many hash chains (lanes), so that concurrent
+    # transactions append without waiting for each other's commit; 1 is a single chain.
+    audit_chain_lanes: int = 32
 
     @staticmethod
     def from_env(env: dict[str, str] | None = None) -> Settings:
@@ -53,6 +56,7 @@ class Settings:
             relay_interval_seconds=float(e.get("JUMIN_RELAY_INTERVAL_SECONDS", "5")),
             card_worker_interval_seconds=float(e.get("JUMIN_CARD_WORKER_INTERVAL_SECONDS", "30")),
             network_url=e.get("JUMIN_NETWORK_URL", "").strip(),
+            audit_chain_lanes=max(1, int(e.get("JUMIN_AUDIT_CHAIN_LANES", "32"))),
         )
 
 

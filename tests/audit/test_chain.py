@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from jumin.audit import service
+from jumin.audit import repository, service
 from jumin.audit.domain import Actor, ActorKind, AuditAction, EntryContent
 from jumin.config import get_settings
+from jumin.db import make_engine
+from tests.conftest import PG_URL, fresh_database_url
 
 ORG = "chain-test"
 
@@ -163,3 +168,72 @@ def test_a_forged_checkpoint_is_caught(db: Session, column: str) -> None:
         {"v": "ab" * 32, "c": ORG},
     )
     assert _problems_in_chain(db)[0][0] == 10
+
+
+@pytest.fixture(scope="module")
+def pg_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """Transactions that really commit, concurrently: PostgreSQL, where lanes exist."""
+    if not PG_URL:
+        pytest.skip("needs PostgreSQL (set JUMIN_TEST_DATABASE_URL): lanes exist there only")
+    eng = make_engine(fresh_database_url("postgresql", tmp_path_factory.mktemp("lanes"), "lanes"))
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def lanes_org() -> str:
+    return f"lanes-{uuid.uuid4().hex[:8]}"
+
+
+def _record(session: Session, org: str, target: str) -> str:
+    actor = Actor(kind=ActorKind.STAFF, actor_id="clerk1", organisation_code=org)
+    entry = service.record(
+        session, actor=actor, action=AuditAction.AUDIT_VIEWED, target_kind="person", target_id=target
+    )
+    return entry.chain
+
+
+def test_a_second_transaction_appends_while_the_first_is_still_open(
+    pg_engine: Engine, lanes_org: str
+) -> None:
+    """Appending never waits for another transaction's commit: it takes another lane."""
+    with Session(pg_engine) as first, Session(pg_engine) as second:
+        first_chain = _record(first, lanes_org, "a")
+        # Waiting on the first transaction's head would hit this timeout and fail.
+        second.execute(text("SET LOCAL lock_timeout = '2s'"))
+        second_chain = _record(second, lanes_org, "b")
+        assert second_chain != first_chain
+        assert {first_chain, second_chain} <= set(repository.lane_names(lanes_org, 32))
+        # Later entries of one transaction stay on the chain it already holds.
+        assert _record(first, lanes_org, "c") == first_chain
+        second.commit()
+        first.commit()
+    with Session(pg_engine) as check:
+        report = service.verify(check)
+        mine = [p for p in report.problems if p.chain.split("/")[0] == lanes_org]
+        assert mine == []
+
+
+def test_concurrent_appends_leave_every_lane_intact(pg_engine: Engine, lanes_org: str) -> None:
+    per_thread = 30
+
+    def work(n: int) -> None:
+        for i in range(per_thread):
+            with Session(pg_engine) as session:
+                _record(session, lanes_org, f"{n}-{i}")
+                session.commit()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(8)))
+    with Session(pg_engine) as check:
+        rows = check.execute(
+            text("SELECT chain, seq FROM audit_entries WHERE organisation_code = :o ORDER BY chain, seq"),
+            {"o": lanes_org},
+        ).all()
+        assert len(rows) == 8 * per_thread
+        by_chain: dict[str, list[int]] = {}
+        for chain, seq in rows:
+            by_chain.setdefault(chain, []).append(seq)
+        for seqs in by_chain.values():
+            assert seqs == list(range(1, len(seqs) + 1))
+        assert not [p for p in service.verify(check).problems if p.chain.split("/")[0] == lanes_org]

@@ -62,6 +62,34 @@ def test_generated_files_import_feed_the_national_store_and_export_unchanged(
     assert _count(unit_of_work(databases.municipal), Person) == persons
 
 
+def test_worker_processes_import_the_same_register_in_the_files_order(
+    databases: Databases, generated: Path, tmp_path: Path
+) -> None:
+    """Two processes at once on PostgreSQL (SQLite, one writer at a time, imports alone)."""
+    finished: list[str] = []
+    report = import_directory(
+        generated,
+        municipal_engine=databases.municipal,
+        national_db=databases.national,
+        workers=2,
+        on_municipality=lambda outcome: finished.append(outcome.lg_code),
+    )
+    assert report.ok, [e.describe() for e in report.errors[:5]]
+    in_files = list(dict.fromkeys(row[0] for row in _rows(generated, "persons")[1:]))
+    assert finished == in_files == [m.lg_code for m in report.municipalities]
+    persons = len(_rows(generated, "persons")) - 1
+    assert report.imported_persons == report.seeded == persons
+    assert reconcile(municipal_engine=databases.municipal, national_db=databases.national).clean
+    exported = tmp_path / "exported"
+    export_directory(exported, municipal_engine=databases.municipal)
+    assert same_files(generated, exported) == []
+    again = import_directory(
+        generated, municipal_engine=databases.municipal, national_db=databases.national, workers=2
+    )
+    assert {m.status for m in again.municipalities} == {"skipped"}
+    assert _count(unit_of_work(databases.municipal), Person) == persons
+
+
 def test_imported_records_read_back_through_the_register_and_take_new_events(
     databases: Databases, generated: Path
 ) -> None:

@@ -38,11 +38,6 @@ def _signing_key() -> SigningKey:
     return load_or_create_ed25519(AUDIT_KEY_NAME)
 
 
-def chain_for(actor: Actor) -> str:
-    """One chain per organisation: appends from different bodies never wait on each other."""
-    return actor.organisation_code
-
-
 def record(
     session: Session,
     *,
@@ -55,8 +50,9 @@ def record(
     detail: str = "",
     now: dt.datetime | None = None,
 ) -> AuditEntry:
-    chain = chain_for(actor)
-    head = repository.lock_head(session, chain)
+    # Each organisation has its own chains: appends from different bodies never meet.
+    head = repository.lock_free_lane(session, actor.organisation_code, get_settings().audit_chain_lanes)
+    chain = head.chain
     content = EntryContent(
         chain=chain,
         seq=head.last_seq + 1,

@@ -1,9 +1,7 @@
 """Set-based writes for bulk work: identifiers reserved in one go, rows loaded in one go.
 
-On PostgreSQL rows go through COPY (psycopg's ``copy``) into a temporary staging table
-and from there into the real table with one INSERT ... SELECT, so the real table sees a
-single set-based statement and its constraints are checked once per load. On SQLite
-(one writer at a time, no COPY) rows go in with executemany.
+On PostgreSQL rows go straight into their table through COPY (psycopg's ``copy``). On
+SQLite (one writer at a time, no COPY) they go in with executemany.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ class BulkLoader:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.dialect = session.get_bind().dialect.name
-        self._staged: set[str] = set()
 
     @property
     def postgresql(self) -> bool:
@@ -55,12 +52,7 @@ class BulkLoader:
             self._sqlite_insert(table, rows)
             return
         columns = list(rows[0].keys())
-        stage = self.stage(table, columns, (tuple(r[c] for c in columns) for r in rows))
-        names = ", ".join(f'"{c}"' for c in columns)
-        self.session.execute(text(f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{stage}"'))  # noqa: S608
-        # DELETE, not TRUNCATE: a truncate gives the table a new file each time, which costs
-        # more than deleting the few thousand rows of one municipality.
-        self.session.execute(text(f'DELETE FROM "{stage}"'))  # noqa: S608
+        self.copy(table, columns, (tuple(r[c] for c in columns) for r in rows))
 
     def _sqlite_insert(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """executemany on the driver, each value passed through its column type's bind processor.
@@ -90,25 +82,17 @@ class BulkLoader:
         finally:
             cursor.close()
 
-    def stage(self, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-        """COPY ``rows`` into this table's staging twin (PostgreSQL only); returns its name."""
-        stage = f"stage_{table.name}"
-        connection = self.session.connection()
-        # Checked once per loader (one transaction): a rolled-back transaction takes a table it
-        # created with it, so the connection's memory of it cannot be trusted across transactions.
-        if stage not in self._staged:
-            # Kept for the connection's life, emptied after each load (and by a rollback): not
-            # ON COMMIT DELETE ROWS, which would truncate every such table at every commit.
-            connection.exec_driver_sql(
-                f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS)'
-            )
-            self._staged.add(stage)
-        raw: Any = connection.connection.driver_connection
+    def copy(self, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """COPY ``rows`` straight into ``table`` (PostgreSQL only).
+
+        Straight in, not through a staging table and INSERT ... SELECT: the rows would be
+        written twice, and COPY checks the same constraints and fires the same triggers.
+        """
+        raw: Any = self.session.connection().connection.driver_connection
         names = ", ".join(f'"{c}"' for c in columns)
-        with raw.cursor() as cursor, cursor.copy(f'COPY "{stage}" ({names}) FROM STDIN') as copy:
+        with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
             for row in rows:
                 copy.write_row(row)
-        return stage
 
 
 def _table(model: type[Base]) -> Table:

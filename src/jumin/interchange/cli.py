@@ -20,8 +20,9 @@ from rich.progress import (
 from jumin.cli_support import fail, print_json
 from jumin.core.errors import DomainError
 from jumin.core.ids import LgCode
+from jumin.db import default_engine
 from jumin.interchange.importer import ImportOutcome
-from jumin.interchange.service import NationalFeed, export_directory, import_directory
+from jumin.interchange.service import NationalFeed, default_workers, export_directory, import_directory
 from jumin.request_context import new_request_id, set_request_id
 
 # Enough to see what is wrong without flooding the terminal; every error is in --errors.
@@ -54,6 +55,14 @@ def import_command(
     errors_file: Annotated[
         Path | None, typer.Option("--errors", help="不正な行をすべてこのファイルに書き出す (CSV)")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="同時に取り込むプロセス数 (0: PostgreSQL ではコア数、SQLite では 1)",
+        ),
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="進捗を表示しない")] = False,
 ) -> None:
     """交換レイアウトの住民記録を取り込む (団体ごとに全件取込か全件不取込。再実行しても二重にならない)。"""
@@ -81,6 +90,7 @@ def import_command(
                 feed=national,
                 operator=operator,
                 check_only=check,
+                workers=workers or default_workers(default_engine()),
                 on_start=on_start,
                 on_municipality=on_municipality,
             )

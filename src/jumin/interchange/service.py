@@ -18,8 +18,12 @@ National feeding (``national``):
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -28,21 +32,22 @@ from typing import Any
 from sqlalchemy import Engine
 
 from jumin.audit.domain import Actor, ActorKind
-from jumin.db import default_engine, national_engine, unit_of_work, utcnow
+from jumin.db import default_engine, make_engine, national_engine, unit_of_work, utcnow
 from jumin.interchange import national
 from jumin.interchange.exporter import export_municipality, exportable_municipalities
-from jumin.interchange.files import InterchangeWriter, check_directory, read_municipalities
+from jumin.interchange.files import InterchangeWriter, MunicipalityRows, check_directory, read_municipalities
 from jumin.interchange.importer import IMPORT_ACTOR_ID, ImportOutcome, import_municipality
 from jumin.interchange.layout import ALIASES, CARDS, EVENTS, FOREIGN_RESIDENTS, HOUSEHOLDS, PERSONS, RowError
 from jumin.interchange.validate import validate_municipality
 from jumin.registry import relay
 from jumin.registry import service as registry
-from jumin.request_context import current_request_id
+from jumin.request_context import current_request_id, set_request_id
 
 __all__ = [
     "ExportReport",
     "ImportReport",
     "NationalFeed",
+    "default_workers",
     "export_directory",
     "import_directory",
     "seed_national",
@@ -161,6 +166,137 @@ def seed_messages(
     return applied, sum(len(w) for w in messages.values()) - applied
 
 
+class _MunicipalityImporter:
+    """Imports municipalities one transaction each and seeds the national store in groups."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        national_db: Engine | None,
+        feed: NationalFeed,
+        operator: str,
+        check_only: bool,
+        now: Callable[[], dt.datetime],
+        request_id: str,
+    ) -> None:
+        self.engine = engine
+        self.national_db = national_db
+        self.seeding = feed is NationalFeed.SEED and not check_only
+        self.operator = operator
+        self.check_only = check_only
+        self.now = now
+        self.request_id = request_id
+        self.pending: dict[str, list[dict[str, Any]]] = {}
+        self.pending_count = 0
+        self.seeded = 0
+        self.left = 0
+
+    def one(self, batch: MunicipalityRows) -> ImportOutcome:
+        valid, errors = validate_municipality(batch)
+        if valid is None:
+            outcome = ImportOutcome(batch.lg_code, "refused", persons=batch.count(PERSONS), errors=errors)
+        else:
+            with unit_of_work(self.engine) as session:
+                outcome = import_municipality(
+                    session,
+                    valid,
+                    actor=_actor(batch.lg_code, self.operator),
+                    now=self.now(),
+                    request_id=self.request_id,
+                    keep_messages=self.seeding,
+                )
+                if self.check_only or outcome.status != "imported":
+                    session.rollback()
+            if self.check_only and outcome.status == "imported":
+                outcome.status = "checked"
+            if outcome.status == "refused":
+                outcome.persons = batch.count(PERSONS)
+        if self.seeding and outcome.status == "imported":
+            self.pending[outcome.lg_code] = outcome.messages
+            self.pending_count += len(outcome.messages)
+            outcome.messages = []
+            if self.pending_count >= SEED_GROUP:
+                self.flush()
+        elif self.seeding and outcome.status == "skipped":
+            # A re-run finishes what an interrupted one left in the outbox.
+            applied, left = seed_national(
+                [outcome.lg_code], municipal_engine=self.engine, national_db=self.national_db, now=self.now
+            )
+            self.seeded += applied
+            self.left += left
+        return outcome
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        applied, left = seed_messages(
+            self.pending, municipal_engine=self.engine, national_db=self.national_db, now=self.now
+        )
+        self.seeded += applied
+        self.left += left
+        self.pending, self.pending_count = {}, 0
+
+
+# Engines of a worker process, made once per process from the URLs it is given.
+_worker_engines: dict[str, Engine] = {}
+
+
+def _worker_engine(url: str) -> Engine:
+    if url not in _worker_engines:
+        _worker_engines[url] = make_engine(url)
+    return _worker_engines[url]
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    batches: list[MunicipalityRows]
+    municipal_url: str
+    national_url: str
+    feed: NationalFeed
+    operator: str
+    check_only: bool
+    request_id: str
+
+
+def _import_chunk(chunk: _Chunk) -> tuple[list[ImportOutcome], int, int]:
+    """A worker process's share: these municipalities, then their national seed."""
+    set_request_id(chunk.request_id)
+    importer = _MunicipalityImporter(
+        engine=_worker_engine(chunk.municipal_url),
+        national_db=_worker_engine(chunk.national_url),
+        feed=chunk.feed,
+        operator=chunk.operator,
+        check_only=chunk.check_only,
+        now=utcnow,
+        request_id=chunk.request_id,
+    )
+    outcomes = [importer.one(batch) for batch in chunk.batches]
+    importer.flush()
+    return outcomes, importer.seeded, importer.left
+
+
+def _chunks_of(batches: Iterable[MunicipalityRows], residents: int) -> Iterator[list[MunicipalityRows]]:
+    """Consecutive municipalities grouped up to about ``residents`` (a large one goes alone)."""
+    chunk: list[MunicipalityRows] = []
+    size = 0
+    for batch in batches:
+        chunk.append(batch)
+        size += batch.count(PERSONS)
+        if size >= residents:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def default_workers(engine: Engine) -> int:
+    """One process per core on PostgreSQL; SQLite has one writer at a time."""
+    if engine.dialect.name != "postgresql":
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
 def import_directory(
     directory: Path,
     *,
@@ -169,6 +305,7 @@ def import_directory(
     feed: NationalFeed = NationalFeed.SEED,
     operator: str = "cli",
     check_only: bool = False,
+    workers: int = 1,
     on_start: Callable[[int], None] | None = None,
     on_municipality: Callable[[ImportOutcome], None] | None = None,
     now: Callable[[], dt.datetime] = utcnow,
@@ -178,6 +315,10 @@ def import_directory(
     ``on_start`` gets the number of residents in the files, ``on_municipality`` each
     municipality's outcome as it finishes (progress bars). With ``check_only`` nothing is
     written: every row is checked, including against the register's live records.
+
+    With ``workers`` > 1 (PostgreSQL only), municipalities are imported by that many
+    processes at once, each its own municipalities and their national seed; the report
+    lists them in the files' order all the same.
     """
     started = time.monotonic()
     report = ImportReport()
@@ -189,55 +330,64 @@ def import_directory(
     if on_start is not None:
         on_start(summary.total_residents)
     engine = municipal_engine or default_engine()
-    seeding = feed is NationalFeed.SEED and not check_only
-    pending: dict[str, list[dict[str, Any]]] = {}
-    pending_count = 0
+    target = national_db or national_engine()
+    parallel = workers > 1 and engine.dialect.name == "postgresql" and target.dialect.name == "postgresql"
 
-    def seed() -> None:
-        nonlocal pending, pending_count
-        applied, left = seed_messages(pending, municipal_engine=engine, national_db=national_db, now=now)
-        report.seeded += applied
-        report.left_for_relay += left
-        pending, pending_count = {}, 0
-
-    for batch in read_municipalities(directory):
-        valid, errors = validate_municipality(batch)
-        if valid is None:
-            outcome = ImportOutcome(batch.lg_code, "refused", persons=batch.count(PERSONS), errors=errors)
-        else:
-            with unit_of_work(engine) as session:
-                outcome = import_municipality(
-                    session,
-                    valid,
-                    actor=_actor(batch.lg_code, operator),
-                    now=now(),
-                    request_id=current_request_id(),
-                    keep_messages=seeding,
-                )
-                if check_only or outcome.status != "imported":
-                    session.rollback()
-            if check_only and outcome.status == "imported":
-                outcome.status = "checked"
-            if outcome.status == "refused":
-                outcome.persons = batch.count(PERSONS)
+    def finished(outcome: ImportOutcome) -> None:
         report.municipalities.append(outcome)
-        if seeding and outcome.status == "imported":
-            pending[outcome.lg_code] = outcome.messages
-            pending_count += len(outcome.messages)
-            outcome.messages = []
-            if pending_count >= SEED_GROUP:
-                seed()
-        elif seeding and outcome.status == "skipped":
-            # A re-run finishes what an interrupted one left in the outbox.
-            applied, left = seed_national(
-                [outcome.lg_code], municipal_engine=engine, national_db=national_db, now=now
-            )
-            report.seeded += applied
-            report.left_for_relay += left
         if on_municipality is not None:
             on_municipality(outcome)
-    if pending:
-        seed()
+
+    if not parallel:
+        importer = _MunicipalityImporter(
+            engine=engine,
+            national_db=target,
+            feed=feed,
+            operator=operator,
+            check_only=check_only,
+            now=now,
+            request_id=current_request_id(),
+        )
+        try:
+            for batch in read_municipalities(directory):
+                finished(importer.one(batch))
+        finally:
+            importer.flush()
+            report.seeded += importer.seeded
+            report.left_for_relay += importer.left
+        report.seconds = time.monotonic() - started
+        return report
+
+    def chunk(batches: list[MunicipalityRows]) -> _Chunk:
+        return _Chunk(
+            batches=batches,
+            municipal_url=engine.url.render_as_string(hide_password=False),
+            national_url=target.url.render_as_string(hide_password=False),
+            feed=feed,
+            operator=operator,
+            check_only=check_only,
+            request_id=current_request_id(),
+        )
+
+    # Spawned, not forked: a fork would copy this process's connection pools and threads.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        in_flight: deque[Future[tuple[list[ImportOutcome], int, int]]] = deque()
+
+        def collect_oldest() -> None:
+            outcomes, seeded, left = in_flight.popleft().result()
+            report.seeded += seeded
+            report.left_for_relay += left
+            for outcome in outcomes:
+                finished(outcome)
+
+        # A few chunks per worker in flight: enough to keep every worker busy, and the
+        # files are read no further ahead than that (memory stays flat).
+        for batches in _chunks_of(read_municipalities(directory), SEED_GROUP):
+            in_flight.append(pool.submit(_import_chunk, chunk(batches)))
+            while len(in_flight) >= 2 * workers:
+                collect_oldest()
+        while in_flight:
+            collect_oldest()
     report.seconds = time.monotonic() - started
     return report
 

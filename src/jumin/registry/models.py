@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -85,7 +86,24 @@ class PersonVersion(Base):
     __tablename__ = "person_versions"
     __table_args__ = (
         Index("ix_person_versions_person_current", "person_id", "superseded_at", "valid_from"),
-        Index("ix_person_versions_search_kana", "lg_code", "search_kana"),
+        # Kana search is a prefix match on current versions: text_pattern_ops lets
+        # PostgreSQL use the index for LIKE 'prefix%' whatever the database's collation.
+        Index(
+            "ix_person_versions_kana_prefix",
+            "lg_code",
+            "search_kana",
+            postgresql_ops={"search_kana": "text_pattern_ops"},
+            postgresql_where=text("superseded_at IS NULL"),
+            sqlite_where=text("superseded_at IS NULL"),
+        ),
+        # search_kana is "name kana[ alias kana]": the alias is matched by prefix too.
+        Index(
+            "ix_person_versions_alias_kana_prefix",
+            "lg_code",
+            func.split_part(text("search_kana"), " ", 2),
+            postgresql_ops={"split_part": "text_pattern_ops"},
+            postgresql_where=text("superseded_at IS NULL"),
+        ).ddl_if(dialect="postgresql"),
         Index("ix_person_versions_household", "household_id", "superseded_at"),
     )
 

@@ -234,7 +234,8 @@ def search(
     include_removed: bool,
     limit: int,
     offset: int,
-) -> tuple[int, Sequence[PersonVersion]]:
+) -> tuple[int, Sequence[tuple[PersonVersion, Person]]]:
+    """One page of current versions and their persons (two queries, whatever the page size)."""
     query = select(PersonVersion).where(
         PersonVersion.lg_code == lg_code,
         PersonVersion.superseded_at.is_(None),
@@ -243,11 +244,19 @@ def search(
     if resident_code:
         query = query.where(PersonVersion.resident_code == resident_code)
     if kana_prefix:
-        # search_kana holds the name's kana and the alias's, separated by a space.
+        # search_kana holds the name's kana and the alias's, separated by a space; each
+        # is matched by prefix, each through its own index on PostgreSQL (reg0004).
+        if session.get_bind().dialect.name == "postgresql":
+            alias = func.split_part(PersonVersion.search_kana, " ", 2)
+        else:
+            alias = func.substr(PersonVersion.search_kana, func.instr(PersonVersion.search_kana, " ") + 1)
         query = query.where(
             or_(
                 PersonVersion.search_kana.startswith(kana_prefix, autoescape=True),
-                PersonVersion.search_kana.contains(" " + kana_prefix, autoescape=True),
+                and_(
+                    PersonVersion.search_kana.contains(" ", autoescape=True),
+                    alias.startswith(kana_prefix, autoescape=True),
+                ),
             )
         )
     if birth_date:
@@ -257,14 +266,14 @@ def search(
     if not include_removed:
         query = query.where(PersonVersion.status == "live")
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    rows = (
-        session.execute(
-            query.order_by(PersonVersion.search_kana, PersonVersion.person_id).limit(limit).offset(offset)
-        )
-        .scalars()
-        .all()
-    )
-    return int(total), rows
+    page = session.execute(
+        query.add_columns(Person)
+        .join(Person, and_(Person.id == PersonVersion.person_id, Person.lg_code == lg_code))
+        .order_by(PersonVersion.search_kana, PersonVersion.person_id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return int(total), [(version, person) for version, person in page]
 
 
 def take_pooled_code(session: Session, lg_code: str, now: dt.datetime) -> str | None:

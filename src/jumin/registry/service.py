@@ -23,6 +23,8 @@ from jumin.audit.domain import Actor, ActorKind, AuditAction
 from jumin.core.errors import Forbidden, InvalidValue, NotFound, RuleViolation
 from jumin.core.ids import IndividualNumber, LgCode, ResidentCode
 from jumin.core.municipalities import load_master
+from jumin.core.names import normalize_kana
+from jumin.core.wareki import parse_date
 from jumin.db import utcnow
 from jumin.keys import data_keyring, lookup_hash
 from jumin.network_client import NetworkClient
@@ -30,6 +32,7 @@ from jumin.registry import repository
 from jumin.registry.domain import (
     ALLOWED_ON_REMOVED,
     CORRECTABLE_ITEMS,
+    EVENT_LABELS,
     RELATIONSHIP_HEAD,
     Address,
     AddressChange,
@@ -1207,8 +1210,6 @@ def _correction_items(items: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
         if value is None:
             parsed.append((name, None))
         elif kind == "date":
-            from jumin.core.wareki import parse_date
-
             parsed.append((name, parse_date(str(value), field=f"items.{name}")))
         elif kind == "sex":
             try:
@@ -1568,8 +1569,6 @@ def search(
     offset: int = 0,
     purpose: str,
 ) -> SearchResult:
-    from jumin.core.names import normalize_kana
-
     if not any([resident_code, kana, birth_date, address]):
         raise InvalidValue("検索条件を1つ以上指定してください。", field="kana")
     total, rows = repository.search(
@@ -1586,8 +1585,7 @@ def search(
     )
     results = []
     # A removed record's last version is open-ended, so 除票 are found by today's query.
-    for v in rows:
-        person = _person_in_scope(session, ctx, v.person_id)
+    for v, person in rows:
         results.append(
             RecordView(
                 person.id,
@@ -1661,8 +1659,6 @@ class EventCommand:
 
     @property
     def label(self) -> str:
-        from jumin.registry.domain import EVENT_LABELS
-
         return EVENT_LABELS[self.kind]
 
 
