@@ -382,7 +382,10 @@ def import_directory(
 
         # A few chunks per worker in flight: enough to keep every worker busy, and the
         # files are read no further ahead than that (memory stays flat).
-        for batches in _chunks_of(read_municipalities(directory), SEED_GROUP):
+        # Chunks small enough that the workers finish close together, large enough that
+        # small municipalities still share their national seed.
+        size = min(SEED_GROUP, max(1_000, summary.total_residents // (workers * 8)))
+        for batches in _chunks_of(read_municipalities(directory), size):
             in_flight.append(pool.submit(_import_chunk, chunk(batches)))
             while len(in_flight) >= 2 * workers:
                 collect_oldest()
