@@ -253,8 +253,8 @@ def chart_import(per_municipality: list[list[Any]], path: Path) -> bool:
     n = np.asarray([p[1] for p in per_municipality], dtype=float)
     s = np.asarray([p[2] for p in per_municipality], dtype=float)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    # The national seed runs after a group of municipalities and lands on the one that closes
-    # the group: those points stand far above the rest and are left out of the fit.
+    # Each point is one municipality's validation and write, timed where it ran (the
+    # national seed, done per group, is not in it); stragglers are left out of the fit.
     keep = np.ones(len(n), dtype=bool)
     if len(set(n.tolist())) > 1:
         for _ in range(2):
@@ -272,11 +272,11 @@ def chart_import(per_municipality: list[list[Any]], path: Path) -> bool:
         )
     ax.scatter(n[keep], s[keep], s=6, alpha=0.5, label="市区町村側の取込")
     if (~keep).any():
-        ax.scatter(n[~keep], s[~keep], s=14, marker="x", color="#6a1b9a", label="全国一括登録を含む")
+        ax.scatter(n[~keep], s[~keep], s=14, marker="x", color="#6a1b9a", label="突出値")
     ax.legend(fontsize=8)
     ax.set_xlabel("団体の住民数")
     ax.set_ylabel("秒")
-    ax.set_title(f"団体ごとの取込時間 (合計 {s.sum():,.0f} 秒、{len(n):,} 団体)")
+    ax.set_title(f"団体ごとの検査と登録の時間 (全ワーカーの合計 {s.sum():,.0f} 秒、{len(n):,} 団体)")
     _save(fig, path)
     return True
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jumin.accounts.models import AgencyClient, ApiToken, Organisation, StaffAccount, StaffRole
@@ -62,8 +62,27 @@ def client_by_id(session: Session, client_pk: int) -> AgencyClient:
     return session.get_one(AgencyClient, client_pk)
 
 
-def token_by_hash(session: Session, token_hash: str) -> ApiToken | None:
-    return session.execute(select(ApiToken).where(ApiToken.token_hash == token_hash)).scalar_one_or_none()
+def token_with_holder(
+    session: Session, token_hash: str
+) -> tuple[ApiToken, StaffAccount | None, AgencyClient | None, Organisation] | None:
+    """The token, the account or client holding it and their organisation, in one query.
+
+    Every API request starts here, so the three lookups are one round trip.
+    """
+    row = session.execute(
+        select(ApiToken, StaffAccount, AgencyClient, Organisation)
+        .outerjoin(StaffAccount, StaffAccount.id == ApiToken.account_id)
+        .outerjoin(AgencyClient, AgencyClient.id == ApiToken.client_id)
+        .join(
+            Organisation,
+            Organisation.id == func.coalesce(StaffAccount.organisation_id, AgencyClient.organisation_id),
+        )
+        .where(ApiToken.token_hash == token_hash)
+    ).first()
+    if row is None:
+        return None
+    token, account, client, organisation = row
+    return token, account, client, organisation
 
 
 def token_by_id(session: Session, token_id: int) -> ApiToken:

@@ -227,8 +227,11 @@ def create_staff(
     )
 
 
-def _principal_for_account(session: Session, account: StaffAccount, token_id: int) -> Principal:
-    org = repository.organisation_by_id(session, account.organisation_id)
+def _principal_for_account(
+    session: Session, account: StaffAccount, token_id: int, org: Organisation | None = None
+) -> Principal:
+    if org is None:
+        org = repository.organisation_by_id(session, account.organisation_id)
     return Principal(
         kind=PrincipalKind.STAFF,
         subject=account.login,
@@ -386,21 +389,19 @@ def issue_client_token(
 def authenticate(session: Session, token: str, *, now: dt.datetime | None = None) -> Principal:
     """The principal behind a bearer token; expired, revoked or unknown tokens are refused."""
     now = now or utcnow()
-    row = repository.token_by_hash(session, _token_hash(token))
-    if row is None or row.revoked_at is not None:
+    found = repository.token_with_holder(session, _token_hash(token))
+    if found is None or found[0].revoked_at is not None:
         raise InvalidCredentials("アクセストークンが無効です。再度ログインしてください。")
+    row, account, client, org = found
     if row.expires_at <= now:
         raise InvalidCredentials("アクセストークンの有効期限が切れています。再度ログインしてください。")
-    if row.account_id is not None:
-        account = repository.account_by_id(session, row.account_id)
+    if account is not None:
         if not account.is_active:
             raise InvalidCredentials("このアカウントは無効です。")
-        return _principal_for_account(session, account, row.id)
-    assert row.client_id is not None
-    client = repository.client_by_id(session, row.client_id)
+        return _principal_for_account(session, account, row.id, org)
+    assert client is not None
     if not client.is_active:
         raise InvalidCredentials("このクライアントは無効です。")
-    org = repository.organisation_by_id(session, client.organisation_id)
     return Principal(
         kind=PrincipalKind.AGENCY_CLIENT,
         subject=client.client_id,

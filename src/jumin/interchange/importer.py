@@ -85,6 +85,8 @@ class ImportOutcome:
     events: int = 0
     outbox: int = 0
     errors: list[RowError] = field(default_factory=list)
+    # Validating and writing this municipality (its national seed, done in groups, apart).
+    seconds: float = 0.0
     # The outbox's messages as the relay sends them (only when asked for: the national seed).
     messages: list[dict[str, Any]] = field(default_factory=list)
 

@@ -193,6 +193,7 @@ class _MunicipalityImporter:
         self.left = 0
 
     def one(self, batch: MunicipalityRows) -> ImportOutcome:
+        started = time.monotonic()
         valid, errors = validate_municipality(batch)
         if valid is None:
             outcome = ImportOutcome(batch.lg_code, "refused", persons=batch.count(PERSONS), errors=errors)
@@ -212,6 +213,7 @@ class _MunicipalityImporter:
                 outcome.status = "checked"
             if outcome.status == "refused":
                 outcome.persons = batch.count(PERSONS)
+        outcome.seconds = time.monotonic() - started
         if self.seeding and outcome.status == "imported":
             self.pending[outcome.lg_code] = outcome.messages
             self.pending_count += len(outcome.messages)
