@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from jumin.audit import service as audit
@@ -48,7 +48,7 @@ from jumin.network.identity.models import (
 from jumin.network.identity.schemas import IdentityChangedMessage
 from jumin.network.models import NationalIndividualNumber, NationalResidentCode
 
-__all__ = ["SeedOutcome", "seed_identities"]
+__all__ = ["SeedOutcome", "refresh_statistics", "seed_identities"]
 
 SEED_PURPOSE = "本人確認情報の一括登録 (住民基本台帳の移行)"
 # The inbox's sealing (network.identity.service): same prefix and associated data.
@@ -76,6 +76,21 @@ def _existing(session: Session, column: Any, values: Sequence[str]) -> set[str]:
     for chunk in _chunks(values):
         found.update(str(v) for v in session.execute(select(column).where(column.in_(chunk))).scalars())
     return found
+
+
+def refresh_statistics(session: Session) -> None:
+    """ANALYZE the national tables a bulk seed grows and queries (see importer.refresh_statistics)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for model in (
+        IdentityRecord,
+        IdentityHistory,
+        InboxMessage,
+        SourceSequence,
+        NationalResidentCode,
+        NationalIndividualNumber,
+    ):
+        session.execute(text(f'ANALYZE "{model.__tablename__}"'))
 
 
 def seed_identities(

@@ -37,6 +37,7 @@ from jumin.interchange import national
 from jumin.interchange.exporter import export_municipality, exportable_municipalities
 from jumin.interchange.files import InterchangeWriter, MunicipalityRows, check_directory, read_municipalities
 from jumin.interchange.importer import IMPORT_ACTOR_ID, ImportOutcome, import_municipality
+from jumin.interchange.importer import refresh_statistics as importer_statistics
 from jumin.interchange.layout import ALIASES, CARDS, EVENTS, FOREIGN_RESIDENTS, HOUSEHOLDS, PERSONS, RowError
 from jumin.interchange.validate import validate_municipality
 from jumin.registry import relay
@@ -57,6 +58,8 @@ SEED_PAGE = 5_000
 # Small municipalities are seeded together: per-transaction costs, not per-person ones,
 # dominate below a few thousand residents.
 SEED_GROUP = 20_000
+# Residents imported before the first ANALYZE (then at each doubling).
+STATISTICS_FROM = 2_000
 
 
 class NationalFeed(StrEnum):
@@ -191,6 +194,8 @@ class _MunicipalityImporter:
         self.pending_count = 0
         self.seeded = 0
         self.left = 0
+        self.imported = 0
+        self.analyzed_at = 0
 
     def one(self, batch: MunicipalityRows) -> ImportOutcome:
         started = time.monotonic()
@@ -214,6 +219,8 @@ class _MunicipalityImporter:
             if outcome.status == "refused":
                 outcome.persons = batch.count(PERSONS)
         outcome.seconds = time.monotonic() - started
+        if outcome.status == "imported":
+            self.imported += outcome.persons
         if self.seeding and outcome.status == "imported":
             self.pending[outcome.lg_code] = outcome.messages
             self.pending_count += len(outcome.messages)
@@ -227,7 +234,20 @@ class _MunicipalityImporter:
             )
             self.seeded += applied
             self.left += left
+        if not self.check_only and self.imported >= max(2 * self.analyzed_at, STATISTICS_FROM):
+            self.refresh_statistics()
         return outcome
+
+    def refresh_statistics(self) -> None:
+        """ANALYZE both sides each time this importer's share has doubled: a handful of times
+        for a whole country, so that no plan outlives its table's growth by much."""
+        self.flush()
+        with unit_of_work(self.engine) as session:
+            importer_statistics(session)
+        if self.seeding:
+            with unit_of_work(self.national_db or national_engine()) as session:
+                national.refresh_statistics(session)
+        self.analyzed_at = self.imported
 
     def flush(self) -> None:
         if not self.pending:
