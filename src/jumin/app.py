@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
@@ -25,7 +24,7 @@ from jumin.certificates.widearea_api import staff_router as wide_area_staff_rout
 from jumin.core.errors import DomainError, InvalidValue, problem_type
 from jumin.db import default_engine
 from jumin.db import national_engine as default_national_engine
-from jumin.http_guards import RejectNulCharacters
+from jumin.http_guards import ASGIApp, Message, Receive, RejectNulCharacters, Scope, Send
 from jumin.loopback import loopback_card_worker, loopback_relay, together
 from jumin.network.agencies.api import router as agencies_router
 from jumin.network.identity.api import router as replication_router
@@ -55,6 +54,55 @@ def _field_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+class RequestIdAndAccessLog:
+    """Gives each request its id (X-Request-ID, echoed or new) and writes its access-log line.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware
+    runs every request through an extra task and memory streams, a cost paid by every
+    call of every API.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
+        set_request_id(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            # The route template, never the concrete path: paths and queries can hold
+            # identifiers and names.
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method", ""),
+                    "route": getattr(route, "path", "unmatched"),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
+
 def create_app(
     engine: Engine | None = None,
     network_client: NetworkClient | None = None,
@@ -79,29 +127,7 @@ def create_app(
 
     app.add_middleware(RejectNulCharacters)
 
-    @app.middleware("http")
-    async def request_id_and_access_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        incoming = request.headers.get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
-        set_request_id(request_id)
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = request_id
-        route = request.scope.get("route")
-        # The route template, never the concrete path: paths and queries can hold
-        # identifiers and names.
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "route": getattr(route, "path", "unmatched"),
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
-        return response
+    app.add_middleware(RequestIdAndAccessLog)
 
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
