@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from jumin.core.ids import IndividualNumber, LgCode, ResidentCode
@@ -649,7 +650,9 @@ def test_foreign_resident_items_and_immigration_notices(post: Post, get: Any, ch
     assert bad["field"] == "status_of_residence"
 
 
-def test_alias_entry_and_deletion_keep_their_history(post: Post, get: Any, chiyoda: Headers) -> None:
+def test_alias_entry_and_deletion_keep_their_history(
+    post: Post, get: Any, chiyoda: Headers, db: Session
+) -> None:
     person = _foreigner(post, chiyoda)
     [ref] = _refs(get, chiyoda, person)
     post(
@@ -658,6 +661,13 @@ def test_alias_entry_and_deletion_keep_their_history(post: Post, get: Any, chiyo
         chiyoda,
     )
     assert get("/registry/persons", chiyoda, kana="スミスジョウ")["total"] == 1
+    if db.get_bind().dialect.name == "postgresql":
+        # The plan a prepared statement ends up with: the prefix is only known at run time.
+        db.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+    for _ in range(7):  # past psycopg's threshold for preparing a statement
+        assert get("/registry/persons", chiyoda, kana="スミ")["total"] == 1  # the alias, by prefix
+        # ミ + 1 is ム: the upper end of the range is not part of it.
+        assert get("/registry/persons", chiyoda, kana="スム")["total"] == 0
     [ref] = _refs(get, chiyoda, person)
     post("alias-deletion", {"effective_on": days_ago(10), "person": ref}, chiyoda)
     foreign = _person(get, chiyoda, person)["foreign"]

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from jumin.registry.models import OutboxMessage, PersonVersion, RegistryEvent
@@ -196,6 +196,20 @@ def test_search_by_kana_code_birth_date_and_address_with_paging(
         code
     ]
     assert get("/registry/persons", chiyoda, status=400)["field"] == "kana"
+
+
+def test_kana_prefixes_match_exactly_in_a_prepared_statements_plan(
+    post: Post, get: Any, chiyoda: Headers, db: Session
+) -> None:
+    family_from_abroad(post, chiyoda)
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+    for _ in range(7):  # past psycopg's threshold for preparing a statement
+        assert get("/registry/persons", chiyoda, kana="ヤマ")["total"] == 3
+        assert get("/registry/persons", chiyoda, kana="ヤマダイチロウ")["total"] == 1
+        # ダ + 1 is チ: the exclusive upper end of the range for ヤマダ matches nobody.
+        assert get("/registry/persons", chiyoda, kana="ヤマチ")["total"] == 0
+        assert get("/registry/persons", chiyoda, kana="ハナコ")["total"] == 0  # prefixes, not infixes
 
 
 def test_reads_are_audited_with_their_purpose(post: Post, get: Any, chiyoda: Headers, db: Session) -> None:
