@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 # Settings are read once per process: point them at throw-away folders before any
 # jumin module reads them.
@@ -170,3 +171,43 @@ def app(
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The flags that keep Chromium off the network on these machines (no update checks,
+# no sync, no QUIC probes), besides the headless ones STACK.md names.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def browser_unavailable(reason: str) -> None:
+    if STRICT:
+        pytest.fail(f"{reason} (JUMIN_TEST_STRICT=1: browser tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One Chromium per test process, for the staff window's, the portal's and the e2e tests.
+
+    Defined here, once: Playwright's sync API allows one running instance per thread, so
+    two session fixtures (one per front end) failed whenever a worker drew tests of both.
+    """
+    if not CHROMIUM.exists():
+        browser_unavailable(f"{CHROMIUM} がありません (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        browser_unavailable("playwright がインストールされていません (pip install playwright)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

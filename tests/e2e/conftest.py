@@ -12,4 +12,4 @@ import os
 # Certificates are signed with keys encrypted under this; set before certificate code reads it.
 os.environ.setdefault("JUMIN_CA_PASSPHRASE", "test-ca-passphrase")
 
-from tests.portal.live import browser, portal_server  # noqa: F401 (fixtures)
+from tests.portal.live import portal_server  # noqa: F401 (fixtures)

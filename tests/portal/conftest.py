@@ -24,7 +24,6 @@ from jumin.registry import relay as relay_service
 from tests import factories
 from tests.network.replication_support import register
 from tests.portal.live import (  # noqa: F401 (fixtures for the browser tests)
-    browser,
     portal_context,
     portal_page,
     portal_server,

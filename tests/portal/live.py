@@ -36,15 +36,9 @@ from jumin.registry import relay as relay_service
 from jumin.web.security import COOKIE_PATH as STAFF_COOKIE_PATH
 from jumin.web.security import SESSION_COOKIE as STAFF_COOKIE
 from tests import factories
-from tests.conftest import STRICT, fresh_database_url
+from tests.conftest import fresh_database_url
 from tests.portal.support import CHIYODA, Holder, card_holder
-from tests.web.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, DOC_IMAGES
-
-
-def _unavailable(reason: str) -> None:
-    if STRICT:
-        pytest.fail(f"{reason} (JUMIN_TEST_STRICT=1: browser tests must run)")
-    pytest.skip(reason)
+from tests.web.conftest import ARTIFACTS, DOC_IMAGES
 
 
 @dataclass
@@ -117,25 +111,6 @@ def portal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalSe
     national.dispose()
 
 
-# Module scope, not session: Playwright's sync API allows one running instance per thread,
-# and the staff window's tests (tests/web) start their own for the session. Collected in
-# directory order (e2e, portal, then web), each module here has closed its Chromium
-# before theirs starts.
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} がありません (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright がインストールされていません (pip install playwright)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 def new_context(browser: Any, server: PortalServer) -> Any:
     ctx = browser.new_context(
         base_url=server.url,
@@ -178,6 +153,7 @@ def staff_sign_in(context: Any, server: PortalServer, who: factories.Staff) -> N
 
 def shot(page: Any, name: str, *, doc: bool = False) -> None:
     """A screenshot per step into the web tests' artifact folder; the docs' copy on request."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     if doc and os.environ.get("JUMIN_UPDATE_DOC_IMAGES") == "1":

@@ -38,32 +38,13 @@ from jumin.network_client import InProcessNetworkClient
 from jumin.registry.relay import Relay, RelayReport
 from jumin.web.security import COOKIE_PATH, SESSION_COOKIE
 from tests import factories
-from tests.conftest import STRICT, fresh_database_url
+from tests.conftest import fresh_database_url
 from tests.web.scenario import World
 
-CHROMIUM = Path("/usr/bin/chromium")
-# The flags that keep Chromium off the network on these machines (no update checks,
-# no sync, no QUIC probes), besides the headless ones STACK.md names.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
 DOC_IMAGES = ROOT / "docs" / "images"
 CHIYODA = DEMO_MUNICIPALITY[0]
-
-
-def _unavailable(reason: str) -> None:
-    if STRICT:
-        pytest.fail(f"{reason} (JUMIN_TEST_STRICT=1: browser tests must run)")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -140,21 +121,6 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     national.dispose()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} がありません (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright がインストールされていません (pip install playwright)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def context(browser: Any, live_server: LiveServer) -> Iterator[Any]:
     ctx = browser.new_context(
@@ -191,6 +157,7 @@ def sign_in(context: Any, live: LiveServer, who: factories.Staff) -> None:
 
 def shot(page: Any, name: str, *, doc: bool = False) -> None:
     """A screenshot per step; with JUMIN_UPDATE_DOC_IMAGES=1 also the docs' copy."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
     if doc and os.environ.get("JUMIN_UPDATE_DOC_IMAGES") == "1":

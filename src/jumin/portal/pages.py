@@ -15,19 +15,16 @@ refusal leaves nothing behind unless it is itself evidence (a wrong PIN, a kiosk
 from __future__ import annotations
 
 import datetime as dt
-import inspect
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jumin.api_support import NationalSessionDep, SessionDep
 from jumin.card import fourfacts
@@ -62,6 +59,7 @@ from jumin.portal.security import (
 from jumin.registry import service as registry
 from jumin.registry.domain import StaleVersion
 from jumin.registry.schemas import PersonRef
+from jumin.web.page_errors import ErrorPages, install_error_pages, see_other
 from jumin.web.views import birth_date_text, record_rows, status_text
 
 PORTAL_DIR = Path(__file__).parent
@@ -133,14 +131,6 @@ def render(
     return response
 
 
-def _redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
-
-
-def _is_htmx(request: Request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 def _network(request: Request) -> NetworkClient:
     network: NetworkClient = request.app.state.network_client
     return network
@@ -203,7 +193,7 @@ def _my_context(
 
 @router.get("", dependencies=[Depends(PORTAL_PUBLIC)])
 def portal_root() -> RedirectResponse:
-    return _redirect(PORTAL_PREFIX + "/")
+    return see_other(PORTAL_PREFIX + "/")
 
 
 @router.get("/login", dependencies=[Depends(PORTAL_PUBLIC)])
@@ -253,7 +243,7 @@ def login(request: Request, national: NationalSessionDep, form: PostedForm) -> R
             },
             status=exc.status,
         )
-    response = _redirect(_safe_next(form_value(form, "next")))
+    response = see_other(_safe_next(form_value(form, "next")))
     set_cookie(response, request, SESSION_COOKIE, issued.access_token)
     clear_cookie(response, request, LOGIN_COOKIE)
     return response
@@ -262,7 +252,7 @@ def login(request: Request, national: NationalSessionDep, form: PostedForm) -> R
 @router.post("/logout")
 def logout(request: Request, resident: Resident, national: NationalSessionDep, form: PostedForm) -> Response:
     cards.logout_resident(national, resident=resident)
-    response = _redirect(f"{PORTAL_PREFIX}/login?reason={LoginReason.LOGGED_OUT.value}")
+    response = see_other(f"{PORTAL_PREFIX}/login?reason={LoginReason.LOGGED_OUT.value}")
     clear_cookie(response, request, SESSION_COOKIE)
     return response
 
@@ -538,7 +528,7 @@ def file_move_out(request: Request, resident: Resident, session: SessionDep, for
             errors=_field_errors(DomainError(exc.detail, field=field), known, "form"),
             status=exc.status,
         )
-    return _redirect(f"{PORTAL_PREFIX}/move-out/filed")
+    return see_other(f"{PORTAL_PREFIX}/move-out/filed")
 
 
 @router.get("/move-out/filed")
@@ -547,7 +537,7 @@ def move_out_filed(request: Request, resident: Resident, session: SessionDep) ->
     mine = registry.get_record(session, ctx=ctx, person_id=person_id, purpose=portal.PURPOSE)
     planned = mine.record.planned_move_out
     if planned is None:
-        return _redirect(PORTAL_PREFIX + "/move-out")
+        return see_other(PORTAL_PREFIX + "/move-out")
     return render(
         request,
         "move_out_filed.html",
@@ -636,7 +626,7 @@ def give_consent(
             errors = _field_errors(exc, {"business_code", "scope"}, "business_code")
     if errors:
         return _consents_page(request, national, resident, values=values, errors=errors, status=400)
-    return _redirect(f"{PORTAL_PREFIX}/consents?done=given")
+    return see_other(f"{PORTAL_PREFIX}/consents?done=given")
 
 
 @router.post("/consents/{consent_id}/withdraw")
@@ -644,7 +634,7 @@ def withdraw_consent(
     consent_id: int, resident: Resident, national: NationalSessionDep, form: PostedForm
 ) -> Response:
     fourfacts.withdraw(national, resident=resident, consent_id=consent_id)
-    return _redirect(f"{PORTAL_PREFIX}/consents?done=withdrawn")
+    return see_other(f"{PORTAL_PREFIX}/consents?done=withdrawn")
 
 
 # ---------------------------------------------------------------------------
@@ -699,7 +689,7 @@ def suspend_card(
         )
     cards.suspend_as_resident(national, resident=resident)
     # The suspension revoked every session of the card, this one included.
-    response = _redirect(f"{PORTAL_PREFIX}/login?reason={LoginReason.SUSPENDED.value}")
+    response = see_other(f"{PORTAL_PREFIX}/login?reason={LoginReason.SUSPENDED.value}")
     clear_cookie(response, request, SESSION_COOKIE)
     return response
 
@@ -749,7 +739,7 @@ def suspend_lost_card(request: Request, national: NationalSessionDep, form: Post
             errors, status = {"secret": exc.detail, "form_title": exc.title}, exc.status
     if errors:
         return _suspend_form(request, card_number=card_number, errors=errors, status=status)
-    response = _redirect(f"{PORTAL_PREFIX}/login?reason={LoginReason.SUSPENDED.value}")
+    response = see_other(f"{PORTAL_PREFIX}/login?reason={LoginReason.SUSPENDED.value}")
     clear_cookie(response, request, SESSION_COOKIE)
     return response
 
@@ -783,57 +773,16 @@ def _error_page(request: Request, status: int, title: str, detail: str) -> HTMLR
     return render(request, "error.html", {"title": title, "detail": detail}, status=status)
 
 
-async def _page_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, PortalPageError)
-    return _error_page(request, exc.status, exc.title, exc.detail)
-
-
-async def _login_required(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, PortalLoginRequired)
-    target = f"{PORTAL_PREFIX}/login?reason={exc.reason.value}"
-    if request.method == "GET" and exc.reason is LoginReason.REQUIRED:
-        target += "&next=" + request.url.path
-    if _is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    response = _redirect(target)
-    if request.cookies.get(SESSION_COOKIE):
-        clear_cookie(response, request, SESSION_COOKIE)
-    return response
-
-
-Handler = Callable[[Request, Exception], Response | Awaitable[Response]]
-
-
-def _portal_first(previous: Handler, page: Callable[[Request, Exception], HTMLResponse]) -> Handler:
-    """Under /portal an error is a page; elsewhere the handler installed before answers."""
-
-    async def handler(request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith(PORTAL_PREFIX + "/") or request.url.path == PORTAL_PREFIX:
-            return page(request, exc)
-        result = previous(request, exc)
-        return await result if inspect.isawaitable(result) else result
-
-    return handler
-
-
-def _domain_error_page(request: Request, exc: Exception) -> HTMLResponse:
-    assert isinstance(exc, DomainError)
-    return _error_page(request, exc.status, exc.title, exc.detail)
-
-
-def _http_error_page(request: Request, exc: Exception) -> HTMLResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 404:
-        return _error_page(
-            request, 404, "ページが見つかりません", "URLを確かめるか、マイページから選び直してください。"
-        )
-    return _error_page(request, exc.status_code, "リクエストを処理できません", "もう一度お試しください。")
-
-
-def _malformed_page(request: Request, exc: Exception) -> HTMLResponse:
-    return _error_page(
-        request, 400, "リクエストを処理できません", "画面のリンクやボタンから操作し直してください。"
-    )
+ERROR_PAGES = ErrorPages(
+    prefix=PORTAL_PREFIX,
+    render_error=_error_page,
+    session_cookie=SESSION_COOKIE,
+    clear_cookie=clear_cookie,
+    not_found_detail="URLを確かめるか、マイページから選び直してください。",
+    page_error=PortalPageError,
+    login_required=PortalLoginRequired,
+    malformed_detail="画面のリンクやボタンから操作し直してください。",
+)
 
 
 def install(app: FastAPI) -> None:
@@ -844,12 +793,4 @@ def install(app: FastAPI) -> None:
     """
     app.mount(PORTAL_PREFIX + "/static", StaticFiles(directory=PORTAL_DIR / "static"), name="portal-static")
     app.include_router(router)
-    app.add_exception_handler(PortalPageError, _page_error)
-    app.add_exception_handler(PortalLoginRequired, _login_required)
-    for kind, page in (
-        (DomainError, _domain_error_page),
-        (StarletteHTTPException, _http_error_page),
-        (RequestValidationError, _malformed_page),
-    ):
-        previous = app.exception_handlers[kind]
-        app.add_exception_handler(kind, _portal_first(previous, page))
+    install_error_pages(app, ERROR_PAGES)

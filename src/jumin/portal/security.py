@@ -25,6 +25,7 @@ from jumin.card import service as cards
 from jumin.card.domain import ResidentPrincipal
 from jumin.core.errors import Unauthenticated
 from jumin.keys import load_or_create_secret
+from jumin.web.page_errors import LoginRequired, PageError
 from jumin.web.security import is_secure_context, new_login_nonce
 
 SESSION_COOKIE = "jumin_resident"
@@ -72,24 +73,12 @@ LOGIN_MESSAGES = {
 }
 
 
-class PortalPageError(Exception):
-    """An error shown to the resident as a page."""
-
-    def __init__(self, status: int, title: str, detail: str, *, commits_recorded_work: bool = False) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        # Read by jumin.db.finish_failed: a refusal keeps the audit entry it wrote.
-        self.commits_recorded_work = commits_recorded_work
+class PortalPageError(PageError):
+    """An error shown to the resident as a page (the portal's own handler renders it)."""
 
 
-class PortalLoginRequired(Exception):
+class PortalLoginRequired(LoginRequired):
     """No resident session, or one that expired or was revoked: back to the card login."""
-
-    def __init__(self, reason: LoginReason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
 
 
 def _key() -> bytes:

@@ -44,11 +44,10 @@ from jumin.web.forms import (
     request_values,
     widget_names,
 )
+from jumin.web.page_errors import PageError, is_htmx, see_other
 from jumin.web.pages import (
     STAFF_PREFIX,
     _form_context,
-    _is_htmx,
-    _redirect,
     attempt,
     context_of,
     render,
@@ -58,7 +57,6 @@ from jumin.web.security import (
     Approver,
     Clerk,
     Operator,
-    PageError,
     PostedForm,
     Supervisor,
     allows,
@@ -149,8 +147,8 @@ def extraction_status(
     national: NationalSessionDep,
 ) -> Response:
     """An extraction's state: the progress fragment the approvals page polls while it is produced."""
-    if not _is_htmx(request):
-        return _redirect(BASE)
+    if not is_htmx(request):
+        return see_other(BASE)
     view = agencies.extraction(
         national, principal=principal, extraction_id=extraction_id, target=f"GET {request.url.path}"
     )
@@ -171,7 +169,7 @@ def decide(
 ) -> Response:
     decision = form_value(form, "decision")
     if decision not in ("approve", "reject"):
-        return _redirect(BASE)
+        return see_other(BASE)
     try:
         with attempt(national):
             view = agencies.decide_extraction(
@@ -201,7 +199,7 @@ def decide(
     if decision == "approve":
         # As the agency API does: the file is produced after the decision is committed.
         background.add_task(jobs.produce_extraction, national_units(request.app), view.id)
-    return _redirect(f"{BASE}?decided={view.id}")
+    return see_other(f"{BASE}?decided={view.id}")
 
 
 # ---------------------------------------------------------------------------
@@ -399,7 +397,7 @@ def draft(
         return again(stale=True, status=409)
     except DomainError as exc:
         return again(refused=exc, status=exc.status)
-    return _redirect(f"{CORRECTIONS}/{drafted.id}?done=drafted")
+    return see_other(f"{CORRECTIONS}/{drafted.id}?done=drafted")
 
 
 def _detail(
@@ -487,13 +485,13 @@ def decide_request(
             elif decision == "refuse":
                 approvals.refuse(session, ctx=ctx, request_id=request_id, revision=revision, note=note)
             else:
-                return _redirect(f"{CORRECTIONS}/{request_id}")
+                return see_other(f"{CORRECTIONS}/{request_id}")
     except StaleVersion as exc:
         return _detail(request, session, principal, request_id, stale_error=exc.detail, status=exc.status)
     except DomainError as exc:
         return _detail(request, session, principal, request_id, error=exc.detail, status=exc.status)
     done = "approved" if decision == "approve" else "refused"
-    return _redirect(f"{CORRECTIONS}/{request_id}?done={done}")
+    return see_other(f"{CORRECTIONS}/{request_id}?done={done}")
 
 
 @router.post("/approvals/corrections/{request_id}/withdraw")
@@ -505,7 +503,7 @@ def withdraw_request(
             approvals.withdraw(session, ctx=context_of(request, principal), request_id=request_id)
     except DomainError as exc:
         return _detail(request, session, principal, request_id, error=exc.detail, status=exc.status)
-    return _redirect(f"{CORRECTIONS}/{request_id}?done=withdrawn")
+    return see_other(f"{CORRECTIONS}/{request_id}?done=withdrawn")
 
 
 def _resubmission_context(
@@ -600,4 +598,4 @@ def resubmit(
         return again(stale=True, status=409)
     except DomainError as exc:
         return again(refused=exc, status=exc.status)
-    return _redirect(f"{CORRECTIONS}/{request_id}?done=resubmitted")
+    return see_other(f"{CORRECTIONS}/{request_id}?done=resubmitted")

@@ -29,18 +29,17 @@ from jumin.registry import service as registry
 from jumin.registry.schemas import ArrivalMoveInRequest
 from jumin.web import views
 from jumin.web.forms import DATE_HINT, FormInvalid, form_values, parse_request, validation_errors
+from jumin.web.page_errors import PageError, is_htmx, see_other
 from jumin.web.pages import (
     PURPOSE,
     STAFF_PREFIX,
-    _is_htmx,
-    _redirect,
     attempt,
     context_of,
     error_summary,
     refused_fields,
     render,
 )
-from jumin.web.security import Clerk, PageError, PostedForm
+from jumin.web.security import Clerk, PostedForm
 
 router = APIRouter(prefix=STAFF_PREFIX, include_in_schema=False)
 
@@ -253,7 +252,7 @@ def complete_arrival(
             outcome = relay.move_in_from_arrivals(session, ctx=context_of(request, principal), request=body)
     except DomainError as exc:
         return again(_remap(refused_fields(exc, names), ticked), exc.status)
-    return _redirect(f"{_arrival_url(arrival_id)}/card?recorded={outcome.event_id}")
+    return see_other(f"{_arrival_url(arrival_id)}/card?recorded={outcome.event_id}")
 
 
 # ---------------------------------------------------------------------------
@@ -391,7 +390,7 @@ def card_panel(
     national: NationalSessionDep,
 ) -> HTMLResponse:
     """One person's card panel: polled by the page while the move travels to the national side."""
-    if not _is_htmx(request):
+    if not is_htmx(request):
         return _render_card_page(request, session, national, principal, arrival_id)
     detail = relay.arrival(
         session,
@@ -444,4 +443,4 @@ def continue_card(
         return _render_card_page(
             request, session, national, principal, arrival_id, failed=failed, status=exc.status
         )
-    return _redirect(f"{_arrival_url(arrival_id)}/card?continued={person.arrival_id}")
+    return see_other(f"{_arrival_url(arrival_id)}/card?continued={person.arrival_id}")

@@ -25,8 +25,9 @@ from jumin.card.schemas import HandOverIn, PinResetIn
 from jumin.core.errors import DomainError
 from jumin.web import views
 from jumin.web.forms import validation_errors
-from jumin.web.pages import STAFF_PREFIX, _redirect, attempt, error_summary, refused_fields, render
-from jumin.web.security import Clerk, PageError, PostedForm
+from jumin.web.page_errors import PageError, see_other
+from jumin.web.pages import STAFF_PREFIX, attempt, error_summary, refused_fields, render
+from jumin.web.security import Clerk, PostedForm
 
 router = APIRouter(prefix=STAFF_PREFIX, include_in_schema=False)
 
@@ -115,7 +116,7 @@ def cards_page(
     wanted = card_number.strip().replace(" ", "").replace("-", "")
     if wanted:
         if len(wanted) == 12 and wanted.isascii() and wanted.isdigit():
-            return _redirect(_card_url(wanted))
+            return see_other(_card_url(wanted))
         errors["card_number"] = "カード番号は12桁の数字で入力してください。"
     waiting = cards.cards_awaiting_hand_over(
         national, actor=actor_of(principal), lg_code=principal.organisation_code
@@ -389,4 +390,4 @@ def pin_reset(
             errors=errors,
             status=exc.status,
         )
-    return _redirect(f"{_card_url(face.card.card_number)}?done=pin-reset")
+    return see_other(f"{_card_url(face.card.card_number)}?done=pin-reset")

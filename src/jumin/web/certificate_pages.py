@@ -41,17 +41,17 @@ from jumin.core.errors import DomainError
 from jumin.registry import service as registry
 from jumin.web import pdfimages, views
 from jumin.web.forms import DATE_HINT, validation_errors
+from jumin.web.page_errors import PageError, see_other
 from jumin.web.pages import (
     PURPOSE,
     STAFF_PREFIX,
-    _redirect,
     attempt,
     context_of,
     error_summary,
     refused_fields,
     render,
 )
-from jumin.web.security import Clerk, PageError, PostedForm
+from jumin.web.security import Clerk, PostedForm
 
 router = APIRouter(prefix=STAFF_PREFIX, include_in_schema=False)
 
@@ -234,7 +234,7 @@ def certificates_page(
                 purpose=PURPOSE,
             ).results
             if hits:
-                return _redirect(f"{STAFF_PREFIX}/certificates?person={hits[-1].person_id}")
+                return see_other(f"{STAFF_PREFIX}/certificates?person={hits[-1].person_id}")
             errors["resident_code"] = "この住民票コードの住民はこの団体の住民基本台帳にありません。"
     return render(
         request,
@@ -343,7 +343,7 @@ def issue(request: Request, principal: Clerk, session: SessionDep, form: PostedF
         return _render_selection(
             request, session, principal, person, values, refused_fields(exc, FIELDS), status=exc.status
         )
-    return _redirect(f"{STAFF_PREFIX}/certificates/issued/{number}")
+    return see_other(f"{STAFF_PREFIX}/certificates/issued/{number}")
 
 
 @router.get("/certificates/issued/{issue_number}")
@@ -397,4 +397,4 @@ def finish_handover(
 ) -> Response:
     """The clerk has printed or saved the PDF: it is erased now rather than at expiry."""
     handover.finish(session, ctx=context_of(request, principal), issue_number=issue_number)
-    return _redirect(f"{STAFF_PREFIX}/certificates/issued/{issue_number}?finished=1")
+    return see_other(f"{STAFF_PREFIX}/certificates/issued/{issue_number}?finished=1")

@@ -13,8 +13,7 @@ refusal) exactly as it does there, and are then rendered as a Japanese error pag
 from __future__ import annotations
 
 import datetime as dt
-import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +23,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jumin.accounts import service as accounts
 from jumin.accounts.domain import Principal, Role
@@ -48,6 +46,14 @@ from jumin.web.forms import (
     parse_request,
     widget_names,
 )
+from jumin.web.page_errors import (
+    ErrorPages,
+    LoginRequired,
+    PageError,
+    install_error_pages,
+    is_htmx,
+    see_other,
+)
 from jumin.web.security import (
     ANY_STAFF,
     AUDITOR,
@@ -60,8 +66,6 @@ from jumin.web.security import (
     SESSION_COOKIE,
     SUPERVISOR,
     LoginReason,
-    LoginRequired,
-    PageError,
     PostedForm,
     allows,
     clear_cookie,
@@ -140,20 +144,12 @@ def render(
     return response
 
 
-def _is_htmx(request: Request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 def context_of(request: Request, principal: Principal) -> registry.RegistryContext:
     return registry.RegistryContext(
         actor=actor_of(principal),
         lg_code=principal.organisation_code,
         network=request.app.state.network_client,
     )
-
-
-def _redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
 
 
 def _safe_next(target: str | None) -> str:
@@ -226,7 +222,7 @@ def _date_or_error(raw: str, field: str, errors: dict[str, str]) -> dt.date | No
 
 @root_router.get("/", dependencies=[Depends(PUBLIC_PAGE)])
 def root() -> RedirectResponse:
-    return _redirect(STAFF_PREFIX + "/")
+    return see_other(STAFF_PREFIX + "/")
 
 
 @router.get("/login", dependencies=[Depends(PUBLIC_PAGE)])
@@ -271,7 +267,7 @@ def login(request: Request, session: SessionDep, form: PostedForm) -> Response:
             },
             status=exc.status,
         )
-    response = _redirect(_safe_next(form_value(form, "next")))
+    response = see_other(_safe_next(form_value(form, "next")))
     set_cookie(response, request, SESSION_COOKIE, issued.access_token)
     clear_cookie(response, request, LOGIN_COOKIE)
     return response
@@ -280,7 +276,7 @@ def login(request: Request, session: SessionDep, form: PostedForm) -> Response:
 @router.post("/logout")
 def logout(request: Request, principal: Staff, session: SessionDep, form: PostedForm) -> Response:
     accounts.logout(session, principal=principal)
-    response = _redirect(f"{STAFF_PREFIX}/login?reason={LoginReason.LOGGED_OUT.value}")
+    response = see_other(f"{STAFF_PREFIX}/login?reason={LoginReason.LOGGED_OUT.value}")
     clear_cookie(response, request, SESSION_COOKIE)
     return response
 
@@ -364,7 +360,7 @@ def search(
         "prev_query": query | {"page": page - 1} if page > 1 else None,
         "next_query": query | {"page": page + 1} if page * SEARCH_PAGE_SIZE < total else None,
     }
-    if _is_htmx(request):
+    if is_htmx(request):
         # htmx swaps 2xx answers only; the fragment carries the errors itself.
         return render(request, "partials/search_area.html", context, session=session, principal=principal)
     return render(
@@ -624,8 +620,8 @@ def record_event(
         person if person in outcome.person_ids else (outcome.person_ids[0] if outcome.person_ids else person)
     )
     if target is None:
-        return _redirect(STAFF_PREFIX + "/")
-    return _redirect(f"{STAFF_PREFIX}/residents/{target}?recorded={outcome.event_id}")
+        return see_other(STAFF_PREFIX + "/")
+    return see_other(f"{STAFF_PREFIX}/residents/{target}?recorded={outcome.event_id}")
 
 
 # ---------------------------------------------------------------------------
@@ -736,7 +732,7 @@ def audit_chain(
         "problems": [{"chain": p.chain, "seq": p.seq, "reason": p.reason} for p in report.problems[:20]],
         "checked_at": views.jp_datetime(dt.datetime.now(dt.UTC)),
     }
-    name = "partials/chain_status.html" if _is_htmx(request) else "chain.html"
+    name = "partials/chain_status.html" if is_htmx(request) else "chain.html"
     return render(request, name, context, session=session, principal=principal)
 
 
@@ -748,52 +744,15 @@ def _error_page(request: Request, status: int, title: str, detail: str) -> HTMLR
     return render(request, "error.html", {"title": title, "detail": detail}, status=status)
 
 
-async def _page_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, PageError)
-    return _error_page(request, exc.status, exc.title, exc.detail)
-
-
-async def _login_required(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, LoginRequired)
-    target = f"{STAFF_PREFIX}/login?reason={exc.reason.value}"
-    if request.method == "GET" and exc.reason is LoginReason.REQUIRED:
-        target += "&next=" + request.url.path
-    if _is_htmx(request):
-        # A fragment request cannot follow a redirect into a full page; htmx can.
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    response = _redirect(target)
-    if request.cookies.get(SESSION_COOKIE):
-        clear_cookie(response, request, SESSION_COOKIE)
-    return response
-
-
-Handler = Callable[[Request, Exception], Response | Awaitable[Response]]
-
-
-def _pages_first(previous: Handler, page: Callable[[Request, Exception], HTMLResponse]) -> Handler:
-    """Under /staff an error is a page; elsewhere the API's problem+json handler answers."""
-
-    async def handler(request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith(STAFF_PREFIX + "/") or request.url.path == STAFF_PREFIX:
-            return page(request, exc)
-        result = previous(request, exc)
-        return await result if inspect.isawaitable(result) else result
-
-    return handler
-
-
-def _domain_error_page(request: Request, exc: Exception) -> HTMLResponse:
-    assert isinstance(exc, DomainError)
-    return _error_page(request, exc.status, exc.title, exc.detail)
-
-
-def _http_error_page(request: Request, exc: Exception) -> HTMLResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 404:
-        return _error_page(
-            request, 404, "ページが見つかりません", "URLを確かめるか、メニューから選び直してください。"
-        )
-    return _error_page(request, exc.status_code, "リクエストを処理できません", "もう一度お試しください。")
+ERROR_PAGES = ErrorPages(
+    prefix=STAFF_PREFIX,
+    render_error=_error_page,
+    session_cookie=SESSION_COOKIE,
+    clear_cookie=clear_cookie,
+    not_found_detail="URLを確かめるか、メニューから選び直してください。",
+    page_error=PageError,
+    login_required=LoginRequired,
+)
 
 
 def install(app: FastAPI) -> None:
@@ -807,8 +766,4 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     for screen in (arrival_pages, certificate_pages, card_pages, protection_pages, approval_pages):
         app.include_router(screen.router)
-    app.add_exception_handler(PageError, _page_error)
-    app.add_exception_handler(LoginRequired, _login_required)
-    for kind, page in ((DomainError, _domain_error_page), (StarletteHTTPException, _http_error_page)):
-        previous = app.exception_handlers[kind]
-        app.add_exception_handler(kind, _pages_first(previous, page))
+    install_error_pages(app, ERROR_PAGES)

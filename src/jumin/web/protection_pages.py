@@ -24,16 +24,16 @@ from jumin.core.errors import DomainError
 from jumin.registry import service as registry
 from jumin.web import views
 from jumin.web.forms import DATE_HINT, FormInvalid, form_values, parse_request
+from jumin.web.page_errors import PageError, see_other
 from jumin.web.pages import (
     STAFF_PREFIX,
-    _redirect,
     attempt,
     context_of,
     error_summary,
     refused_fields,
     render,
 )
-from jumin.web.security import PageError, PostedForm, Supervisor
+from jumin.web.security import PostedForm, Supervisor
 
 router = APIRouter(prefix=STAFF_PREFIX, include_in_schema=False)
 
@@ -164,7 +164,7 @@ def register_order(
         return _render_form(
             request, session, principal, values, refused_fields(exc, names), status=exc.status
         )
-    return _redirect(f"{BASE}?registered={order.order_id}")
+    return see_other(f"{BASE}?registered={order.order_id}")
 
 
 def _order(request: Request, session: Session, principal: Principal, order_id: int) -> ProtectionOrderView:
@@ -217,4 +217,4 @@ def end_order(
             principal=principal,
             status=exc.status,
         )
-    return _redirect(f"{BASE}?ended={order_id}")
+    return see_other(f"{BASE}?ended={order_id}")

@@ -23,6 +23,7 @@ from jumin.accounts.domain import OrganisationKind, Principal, PrincipalKind, Ro
 from jumin.api_support import AccessRule, SessionDep
 from jumin.core.errors import AccessDenied, Unauthenticated
 from jumin.keys import load_or_create_secret
+from jumin.web.page_errors import LoginRequired, PageError
 
 SESSION_COOKIE = "jumin_staff"
 LOGIN_COOKIE = "jumin_login"
@@ -45,26 +46,6 @@ LOGIN_MESSAGES = {
     LoginReason.LOGGED_OUT: "ログアウトしました。",
     LoginReason.REQUIRED: "この画面を使うにはログインしてください。",
 }
-
-
-class PageError(Exception):
-    """An error shown to a person as a page (the API renders DomainError as problem+json)."""
-
-    def __init__(self, status: int, title: str, detail: str, *, commits_recorded_work: bool = False) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        # Read by jumin.db.finish_failed: a refusal keeps the audit entry it wrote.
-        self.commits_recorded_work = commits_recorded_work
-
-
-class LoginRequired(Exception):
-    """No session, or one that expired or was revoked: back to the login page."""
-
-    def __init__(self, reason: LoginReason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
 
 
 def _key() -> bytes:
