@@ -10,8 +10,6 @@ JUMIN_UPDATE_DOC_IMAGES=1 the documented ones are copied to docs/images/portal-*
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import threading
 import time
@@ -33,12 +31,11 @@ from jumin.demo import DemoCredential, seed
 from jumin.loopback import register_local_keys
 from jumin.network_client import InProcessNetworkClient
 from jumin.registry import relay as relay_service
-from jumin.web.security import COOKIE_PATH as STAFF_COOKIE_PATH
-from jumin.web.security import SESSION_COOKIE as STAFF_COOKIE
 from tests import factories
 from tests.conftest import fresh_database_url
 from tests.portal.support import CHIYODA, Holder, card_holder
-from tests.web.conftest import ARTIFACTS, DOC_IMAGES
+from tests.web.conftest import add_staff_session
+from tests.web.conftest import shot as web_shot
 
 
 @dataclass
@@ -137,28 +134,12 @@ def portal_page(portal_context: Any) -> Any:
 
 def staff_sign_in(context: Any, server: PortalServer, who: factories.Staff) -> None:
     """A logged-in staff browser without typing: the cookie the staff login form would set."""
-    context.add_cookies(
-        [
-            {
-                "name": STAFF_COOKIE,
-                "value": server.staff_token(who),
-                "domain": "127.0.0.1",
-                "path": STAFF_COOKIE_PATH,
-                "httpOnly": True,
-                "sameSite": "Strict",
-            }
-        ]
-    )
+    add_staff_session(context, server.staff_token(who))
 
 
 def shot(page: Any, name: str, *, doc: bool = False) -> None:
-    """A screenshot per step into the web tests' artifact folder; the docs' copy on request."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if doc and os.environ.get("JUMIN_UPDATE_DOC_IMAGES") == "1":
-        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOC_IMAGES / f"{name}.png")
+    """A whole-page screenshot per step; the docs' copy (docs/images/<name>.png) on request."""
+    web_shot(page, name, doc=doc, full_page=True, doc_name=name)
 
 
 def expect(locator: Any) -> Any:

@@ -139,13 +139,13 @@ def page(context: Any) -> Any:
     return context.new_page()
 
 
-def sign_in(context: Any, live: LiveServer, who: factories.Staff) -> None:
-    """A logged-in browser without typing: the cookie the login form would have set."""
+def add_staff_session(context: Any, token: str) -> None:
+    """The cookie the staff login form would have set, for a browser that skips typing."""
     context.add_cookies(
         [
             {
                 "name": SESSION_COOKIE,
-                "value": live.token(who),
+                "value": token,
                 "domain": "127.0.0.1",
                 "path": COOKIE_PATH,
                 "httpOnly": True,
@@ -155,14 +155,20 @@ def sign_in(context: Any, live: LiveServer, who: factories.Staff) -> None:
     )
 
 
-def shot(page: Any, name: str, *, doc: bool = False) -> None:
-    """A screenshot per step; with JUMIN_UPDATE_DOC_IMAGES=1 also the docs' copy."""
+def sign_in(context: Any, live: LiveServer, who: factories.Staff) -> None:
+    add_staff_session(context, live.token(who))
+
+
+def shot(
+    page: Any, name: str, *, doc: bool = False, full_page: bool = False, doc_name: str | None = None
+) -> None:
+    """A screenshot per step; with JUMIN_UPDATE_DOC_IMAGES=1 also the docs' copy (staff-<name>.png)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full_page)
     if doc and os.environ.get("JUMIN_UPDATE_DOC_IMAGES") == "1":
         DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOC_IMAGES / f"staff-{name}.png")
+        shutil.copyfile(path, DOC_IMAGES / f"{doc_name or 'staff-' + name}.png")
 
 
 def jst_today() -> dt.date:
