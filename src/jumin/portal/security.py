@@ -25,8 +25,9 @@ from jumin.card import service as cards
 from jumin.card.domain import ResidentPrincipal
 from jumin.core.errors import Unauthenticated
 from jumin.keys import load_or_create_secret
+from jumin.web import security as web_security
 from jumin.web.page_errors import LoginRequired, PageError
-from jumin.web.security import is_secure_context, new_login_nonce
+from jumin.web.security import new_login_nonce
 
 SESSION_COOKIE = "jumin_resident"
 LOGIN_COOKIE = "jumin_resident_login"
@@ -90,20 +91,11 @@ def csrf_token_for(cookie_value: str) -> str:
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str) -> None:
-    response.set_cookie(
-        name,
-        value,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=is_secure_context(request),
-    )
+    web_security.set_cookie(response, request, name, value, path=COOKIE_PATH)
 
 
 def clear_cookie(response: Response, request: Request, name: str) -> None:
-    response.delete_cookie(
-        name, path=COOKIE_PATH, httponly=True, samesite="strict", secure=is_secure_context(request)
-    )
+    web_security.clear_cookie(response, request, name, path=COOKIE_PATH)
 
 
 def csrf_for_request(request: Request) -> str:

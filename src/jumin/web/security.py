@@ -65,20 +65,26 @@ def is_secure_context(request: Request) -> bool:
     return request.url.scheme == "https" or (request.url.hostname or "") not in _LOCAL_HOSTS
 
 
-def set_cookie(response: Response, request: Request, name: str, value: str) -> None:
+def set_cookie(
+    response: Response, request: Request, name: str, value: str, *, path: str = COOKIE_PATH
+) -> None:
+    """A front end's session or login cookie: HTTP only, same-site strict, secure but on localhost.
+
+    The portal's cookies go through here too, with the portal's path.
+    """
     response.set_cookie(
         name,
         value,
-        path=COOKIE_PATH,
+        path=path,
         httponly=True,
         samesite="strict",
         secure=is_secure_context(request),
     )
 
 
-def clear_cookie(response: Response, request: Request, name: str) -> None:
+def clear_cookie(response: Response, request: Request, name: str, *, path: str = COOKIE_PATH) -> None:
     response.delete_cookie(
-        name, path=COOKIE_PATH, httponly=True, samesite="strict", secure=is_secure_context(request)
+        name, path=path, httponly=True, samesite="strict", secure=is_secure_context(request)
     )
 
 
