@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from jumin.db import Base
 
-__all__ = ["BulkLoader"]
+__all__ = ["BulkLoader", "analyze"]
 
 _SQLITE_CHUNK = 5_000
 
@@ -93,6 +93,18 @@ class BulkLoader:
         with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
             for row in rows:
                 copy.write_row(row)
+
+
+def analyze(session: Session, models: Iterable[type[Base]]) -> None:
+    """ANALYZE these tables (PostgreSQL only): tables filled from empty by COPY outrun autovacuum.
+
+    Plans made while a table was nearly empty (psycopg prepares repeated statements) go on
+    scanning it whole for every check that follows; ANALYZE also invalidates them.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for model in models:
+        session.execute(text(f'ANALYZE "{_table(model).name}"'))
 
 
 def _table(model: type[Base]) -> Table:

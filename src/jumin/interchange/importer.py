@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jumin.audit import service as audit
 from jumin.audit.domain import Actor, AuditAction
-from jumin.interchange.bulk import BulkLoader
+from jumin.interchange.bulk import BulkLoader, analyze
 from jumin.interchange.layout import PERSONS, REMOVAL_EVENT_KINDS, EventRow, PersonRow, RowError
 from jumin.interchange.models import AtenaNumber, CardRecord, ImportLedger
 from jumin.interchange.validate import ValidMunicipality
@@ -204,17 +204,9 @@ def _identity_payload(
 
 
 def refresh_statistics(session: Session) -> None:
-    """ANALYZE what an import grows and then queries (PostgreSQL only).
-
-    A register filled from empty by COPY outruns autovacuum: plans made while a table
-    was nearly empty (psycopg prepares repeated statements) go on scanning it whole for
-    every conflict check and acknowledgement, and the import slows quadratically.
-    ANALYZE also invalidates those plans.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    for model in (Person, PersonVersion, OutboxMessage, Household):
-        session.execute(text(f'ANALYZE "{model.__tablename__}"'))
+    """ANALYZE what an import grows and then queries: without it, the conflict checks and
+    acknowledgements of a large import slow down quadratically (docs/performance.md)."""
+    analyze(session, (Person, PersonVersion, OutboxMessage, Household))
 
 
 def municipality_is_empty(session: Session, lg_code: str) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jumin.audit import service as audit
@@ -36,7 +36,7 @@ from jumin.audit.domain import Actor, AuditAction
 from jumin.core.municipalities import MunicipalityKind, load_master
 from jumin.core.names import normalize_kana
 from jumin.core.replication import DeliveryStatus
-from jumin.interchange.bulk import BulkLoader
+from jumin.interchange.bulk import BulkLoader, analyze
 from jumin.keys import data_keyring, lookup_hasher
 from jumin.network.identity.domain import STATUS_LIVE, TimelineEntry, lay_out
 from jumin.network.identity.models import (
@@ -80,17 +80,17 @@ def _existing(session: Session, column: Any, values: Sequence[str]) -> set[str]:
 
 def refresh_statistics(session: Session) -> None:
     """ANALYZE the national tables a bulk seed grows and queries (see importer.refresh_statistics)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    for model in (
-        IdentityRecord,
-        IdentityHistory,
-        InboxMessage,
-        SourceSequence,
-        NationalResidentCode,
-        NationalIndividualNumber,
-    ):
-        session.execute(text(f'ANALYZE "{model.__tablename__}"'))
+    analyze(
+        session,
+        (
+            IdentityRecord,
+            IdentityHistory,
+            InboxMessage,
+            SourceSequence,
+            NationalResidentCode,
+            NationalIndividualNumber,
+        ),
+    )
 
 
 def seed_identities(
