@@ -210,6 +210,9 @@ def test_kana_prefixes_match_exactly_in_a_prepared_statements_plan(
         # ダ + 1 is チ: the exclusive upper end of the range for ヤマダ matches nobody.
         assert get("/registry/persons", chiyoda, kana="ヤマチ")["total"] == 0
         assert get("/registry/persons", chiyoda, kana="ハナコ")["total"] == 0  # prefixes, not infixes
+    # Prefixes whose last character has no plain successor: before the surrogates, and the last.
+    assert get("/registry/persons", chiyoda, kana="ヤマ\ud7ff")["total"] == 0
+    assert get("/registry/persons", chiyoda, kana="ヤマ\U0010ffff")["total"] == 0
 
 
 def test_reads_are_audited_with_their_purpose(post: Post, get: Any, chiyoda: Headers, db: Session) -> None:

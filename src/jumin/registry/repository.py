@@ -229,19 +229,25 @@ def _kana_prefix_match(session: Session, prefix: str) -> ColumnElement[bool]:
     indexes of reg0004 serve even in a prepared statement's generic plan, where a
     ``LIKE :p || '%'`` cannot use them (psycopg prepares statements run repeatedly).
     The range [prefix, prefix with its last character incremented) holds exactly the
-    strings that start with prefix, since UTF-8 keeps code point order.
+    strings that start with prefix, since UTF-8 keeps code point order. A prefix ending in
+    the last code point has no such bound and is matched with LIKE, as on SQLite.
     """
     name = PersonVersion.search_kana
+    following = ord(prefix[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are no characters: UTF-8 goes on at U+E000
+        following = 0xE000
     if session.get_bind().dialect.name == "postgresql":
         # Literal arguments: an index on an expression only serves the same expression,
         # and split_part(search_kana, $1, $2) is not split_part(search_kana, ' ', 2).
         alias = func.split_part(name, literal_column("' '"), literal_column("2"))
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        return or_(
-            and_(name.op("~>=~")(prefix), name.op("~<~")(upper)),
-            and_(alias.op("~>=~")(prefix), alias.op("~<~")(upper)),
-        )
-    alias = func.substr(name, func.instr(name, " ") + 1)
+        if following <= 0x10FFFF:
+            upper = prefix[:-1] + chr(following)
+            return or_(
+                and_(name.op("~>=~")(prefix), name.op("~<~")(upper)),
+                and_(alias.op("~>=~")(prefix), alias.op("~<~")(upper)),
+            )
+    else:
+        alias = func.substr(name, func.instr(name, " ") + 1)
     return or_(
         name.startswith(prefix, autoescape=True),
         and_(name.contains(" ", autoescape=True), alias.startswith(prefix, autoescape=True)),
