@@ -59,7 +59,7 @@ from jumin.portal.security import (
 from jumin.registry import service as registry
 from jumin.registry.domain import StaleVersion
 from jumin.registry.schemas import PersonRef
-from jumin.web.page_errors import ErrorPages, install_error_pages, see_other
+from jumin.web.page_errors import ErrorPages, install_error_pages, safe_next, see_other
 from jumin.web.views import birth_date_text, record_rows, status_text
 
 PORTAL_DIR = Path(__file__).parent
@@ -136,18 +136,6 @@ def _network(request: Request) -> NetworkClient:
     return network
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path of the portal: an open redirect would make the login page a phishing aid."""
-    if (
-        target
-        and target.startswith(PORTAL_PREFIX + "/")
-        and not target.startswith("//")
-        and "\\" not in target
-    ):
-        return target
-    return PORTAL_PREFIX + "/"
-
-
 @contextmanager
 def _attempt(*sessions: Session) -> Iterator[None]:
     """A use case in savepoints: undone on a refusal, unless the refusal is itself evidence."""
@@ -207,7 +195,7 @@ def login_page(request: Request, reason: str | None = None, next: str | None = N
         {
             "title": "マイナンバーカードでログイン",
             "message": message,
-            "next": _safe_next(next),
+            "next": safe_next(next, PORTAL_PREFIX),
             "card_number": "",
             # Bound to the login nonce even when a session cookie is present (a second login).
             "csrf_token": csrf_token_for(nonce),
@@ -234,7 +222,7 @@ def login(request: Request, national: NationalSessionDep, form: PostedForm) -> R
             {
                 "title": "マイナンバーカードでログイン",
                 "message": None,
-                "next": _safe_next(form_value(form, "next")),
+                "next": safe_next(form_value(form, "next"), PORTAL_PREFIX),
                 "card_number": card_number,
                 "error": exc.detail,
                 "error_title": exc.title,
@@ -243,7 +231,7 @@ def login(request: Request, national: NationalSessionDep, form: PostedForm) -> R
             },
             status=exc.status,
         )
-    response = see_other(_safe_next(form_value(form, "next")))
+    response = see_other(safe_next(form_value(form, "next"), PORTAL_PREFIX))
     set_cookie(response, request, SESSION_COOKIE, issued.access_token)
     clear_cookie(response, request, LOGIN_COOKIE)
     return response

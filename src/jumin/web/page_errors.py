@@ -20,7 +20,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jumin.core.errors import DomainError
 
-__all__ = ["ErrorPages", "LoginRequired", "PageError", "install_error_pages", "is_htmx", "see_other"]
+__all__ = [
+    "ErrorPages",
+    "LoginRequired",
+    "PageError",
+    "install_error_pages",
+    "is_htmx",
+    "safe_next",
+    "see_other",
+]
 
 Handler = Callable[[Request, Exception], Response | Awaitable[Response]]
 
@@ -51,6 +59,13 @@ def is_htmx(request: Request) -> bool:
 
 def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
+
+
+def safe_next(target: str | None, prefix: str) -> str:
+    """Only a path under the front end's prefix: an open redirect would make the login page a phishing aid."""
+    if target and target.startswith(prefix + "/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return prefix + "/"
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from jumin.web.page_errors import (
     PageError,
     install_error_pages,
     is_htmx,
+    safe_next,
     see_other,
 )
 from jumin.web.security import (
@@ -152,18 +153,6 @@ def context_of(request: Request, principal: Principal) -> registry.RegistryConte
     )
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path of this window: an open redirect would make the login page a phishing aid."""
-    if (
-        target
-        and target.startswith(STAFF_PREFIX + "/")
-        and not target.startswith("//")
-        and "\\" not in target
-    ):
-        return target
-    return STAFF_PREFIX + "/"
-
-
 @contextmanager
 def attempt(session: Session) -> Iterator[None]:
     """A savepoint around a use case whose refusal the page shows beside the form.
@@ -233,7 +222,13 @@ def login_page(request: Request, reason: str | None = None, next: str | None = N
     response = render(
         request,
         "login.html",
-        {"title": "ログイン", "message": message, "next": _safe_next(next), "login": "", "error": ""},
+        {
+            "title": "ログイン",
+            "message": message,
+            "next": safe_next(next, STAFF_PREFIX),
+            "login": "",
+            "error": "",
+        },
     )
     if request.cookies.get(LOGIN_COOKIE) != nonce:
         set_cookie(response, request, LOGIN_COOKIE, nonce)
@@ -260,14 +255,14 @@ def login(request: Request, session: SessionDep, form: PostedForm) -> Response:
             {
                 "title": "ログイン",
                 "message": None,
-                "next": _safe_next(form_value(form, "next")),
+                "next": safe_next(form_value(form, "next"), STAFF_PREFIX),
                 "login": login_name,
                 "error": exc.detail,
                 "error_field": "totp" if exc.field == "totp" else "",
             },
             status=exc.status,
         )
-    response = see_other(_safe_next(form_value(form, "next")))
+    response = see_other(safe_next(form_value(form, "next"), STAFF_PREFIX))
     set_cookie(response, request, SESSION_COOKIE, issued.access_token)
     clear_cookie(response, request, LOGIN_COOKIE)
     return response
