@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import random
 import time
 import urllib.parse
@@ -26,6 +27,7 @@ from bench.config import RunConfig
 from bench.databases import connect, libpq
 from bench.server import start_relay
 from bench.ui import UI
+from jumin.db import expand_text
 
 EXTRACTION_DATE = dt.date(2022, 4, 1)
 
@@ -124,14 +126,15 @@ def lookup(cfg: RunConfig, actors: Actors, port: int, ui: UI) -> dict[str, Any]:
 def search(cfg: RunConfig, actors: Actors, port: int, ui: UI) -> dict[str, Any]:
     with connect(cfg.municipal_url) as conn:
         rows = conn.execute(
-            "SELECT v.record_json::json ->> 'family_name_kana' FROM person_versions v "
+            "SELECT v.record_json FROM person_versions v "
             "JOIN persons p ON p.id = v.person_id "
             "WHERE p.lg_code = %s AND p.lifecycle = 'live' "
             "AND v.valid_to IS NULL AND v.superseded_at IS NULL "
             "ORDER BY random() LIMIT 2000",
             (actors.lg_code,),
         ).fetchall()
-    names = [str(r[0]) for r in rows if r[0]]
+    # The record is stored deflated (jumin.db.CompressedText): read it as the register does.
+    names = [str(n) for (stored,) in rows if (n := json.loads(expand_text(stored)).get("family_name_kana"))]
     if not names:
         return {"figure": None, "details": {"skipped": "no names with kana in the municipality"}}
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Engine, Table, func, select, text
 from sqlalchemy.orm import Session
 
-from jumin.db import Base
+from jumin.db import Base, CompressedText
 
-__all__ = ["BulkLoader", "analyze"]
+__all__ = ["BulkLoader", "analyze", "reclaim_updated_rows"]
 
 _SQLITE_CHUNK = 5_000
 
@@ -52,7 +52,25 @@ class BulkLoader:
             self._sqlite_insert(table, rows)
             return
         columns = list(rows[0].keys())
-        self.copy(table, columns, (tuple(r[c] for c in columns) for r in rows))
+        # COPY bypasses SQLAlchemy's types: what a column type does to a value on its way
+        # in (CompressedText deflates it) is done here, the rest goes in as psycopg adapts it.
+        converted = [
+            (i, cast(CompressedText, table.c[c].type).process_bind_param)
+            for i, c in enumerate(columns)
+            if isinstance(table.c[c].type, CompressedText)
+        ]
+        if not converted:
+            self.copy(table, columns, (tuple(r[c] for c in columns) for r in rows))
+            return
+        dialect = self.session.get_bind().dialect
+
+        def values(row: Mapping[str, Any]) -> list[Any]:
+            out = [row[c] for c in columns]
+            for i, convert in converted:
+                out[i] = convert(out[i], dialect)
+            return out
+
+        self.copy(table, columns, (values(r) for r in rows))
 
     def _sqlite_insert(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """executemany on the driver, each value passed through its column type's bind processor.
@@ -105,6 +123,25 @@ def analyze(session: Session, models: Iterable[type[Base]]) -> None:
         return
     for model in models:
         session.execute(text(f'ANALYZE "{_table(model).name}"'))
+
+
+def reclaim_updated_rows(engine: Engine, models: Iterable[type[Base]]) -> None:
+    """Make the space of rows a bulk job has just updated reusable by the rows it writes next
+    (PostgreSQL only).
+
+    Marking a bulk import's outbox delivered rewrites every row (MVCC), so without this
+    the table ends up twice its size: autovacuum does not keep up with a table filled by
+    COPY. Only the pages changed since the last run are read (the visibility map skips
+    the rest); the indexes are left to autovacuum (INDEX_CLEANUP OFF: the dead rows'
+    space is freed, only their line pointers wait), which keeps each call cheap however
+    large the table has grown. SKIP_LOCKED: when another worker is already reclaiming,
+    its run serves both.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for model in models:
+            conn.execute(text(f'VACUUM (INDEX_CLEANUP OFF, SKIP_LOCKED) "{_table(model).name}"'))
 
 
 def _table(model: type[Base]) -> Table:

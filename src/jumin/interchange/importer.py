@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from jumin.audit import service as audit
 from jumin.audit.domain import Actor, AuditAction
-from jumin.interchange.bulk import BulkLoader, analyze
+from jumin.interchange.bulk import BulkLoader, analyze, reclaim_updated_rows
 from jumin.interchange.layout import PERSONS, REMOVAL_EVENT_KINDS, EventRow, PersonRow, RowError
 from jumin.interchange.models import AtenaNumber, CardRecord, ImportLedger
 from jumin.interchange.validate import ValidMunicipality
@@ -62,7 +62,13 @@ from jumin.registry.models import (
     RegistryEventChange,
 )
 
-__all__ = ["IMPORT_ACTOR_ID", "ImportOutcome", "import_municipality", "refresh_statistics"]
+__all__ = [
+    "IMPORT_ACTOR_ID",
+    "ImportOutcome",
+    "import_municipality",
+    "reclaim_delivered_outbox",
+    "refresh_statistics",
+]
 
 IMPORT_ACTOR_ID = "interchange-import"
 IMPORT_PURPOSE = "住民基本台帳の移行 (交換レイアウトの一括取込)"
@@ -207,6 +213,11 @@ def refresh_statistics(session: Session) -> None:
     """ANALYZE what an import grows and then queries: without it, the conflict checks and
     acknowledgements of a large import slow down quadratically (docs/performance.md)."""
     analyze(session, (Person, PersonVersion, OutboxMessage, Household))
+
+
+def reclaim_delivered_outbox(engine: Engine) -> None:
+    """Free the space of the outbox rows the national seed has just marked delivered."""
+    reclaim_updated_rows(engine, (OutboxMessage,))
 
 
 def municipality_is_empty(session: Session, lg_code: str) -> bool:

@@ -36,7 +36,12 @@ from jumin.db import default_engine, make_engine, national_engine, unit_of_work,
 from jumin.interchange import national
 from jumin.interchange.exporter import export_municipality, exportable_municipalities
 from jumin.interchange.files import InterchangeWriter, MunicipalityRows, check_directory, read_municipalities
-from jumin.interchange.importer import IMPORT_ACTOR_ID, ImportOutcome, import_municipality
+from jumin.interchange.importer import (
+    IMPORT_ACTOR_ID,
+    ImportOutcome,
+    import_municipality,
+    reclaim_delivered_outbox,
+)
 from jumin.interchange.importer import refresh_statistics as importer_statistics
 from jumin.interchange.layout import ALIASES, CARDS, EVENTS, FOREIGN_RESIDENTS, HOUSEHOLDS, PERSONS, RowError
 from jumin.interchange.validate import validate_municipality
@@ -258,6 +263,7 @@ class _MunicipalityImporter:
         self.seeded += applied
         self.left += left
         self.pending, self.pending_count = {}, 0
+        reclaim_delivered_outbox(self.engine)
 
 
 # Engines of a worker process, made once per process from the URLs it is given.

@@ -17,14 +17,13 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
     func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jumin.db import Base, UTCDateTime
+from jumin.db import Base, CompressedText, UTCDateTime
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -116,7 +115,7 @@ class PersonVersion(Base):
     superseded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     event_id: Mapped[int] = mapped_column(ForeignKey("registry_events.id"), nullable=False)
     # The record without its 個人番号, which lives only in the encrypted column beside it.
-    record_json: Mapped[str] = mapped_column(Text, nullable=False)
+    record_json: Mapped[str] = mapped_column(CompressedText, nullable=False)
     individual_number_encrypted: Mapped[str | None] = mapped_column(String(200))
     individual_number_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     # Search columns, copied out of the record so that queries need no JSON.
@@ -158,7 +157,7 @@ class RegistryEventChange(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("registry_events.id"), nullable=False, index=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), nullable=False)
     effective_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
-    change_json: Mapped[str] = mapped_column(Text, nullable=False)
+    change_json: Mapped[str] = mapped_column(CompressedText, nullable=False)
 
 
 class ResidentCodePool(Base):
@@ -189,7 +188,7 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(40), nullable=False)
     destination_lg_code: Mapped[str | None] = mapped_column(String(6))
     idempotency_key: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    payload: Mapped[str] = mapped_column(Text, nullable=False)
+    payload: Mapped[str] = mapped_column(CompressedText, nullable=False)
     event_id: Mapped[int] = mapped_column(ForeignKey("registry_events.id"), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -11,7 +11,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jumin.db import Base, UTCDateTime
+from jumin.db import Base, CompressedText, UTCDateTime
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -103,7 +103,7 @@ class InboxMessage(Base):
     resident_code: Mapped[str] = mapped_column(String(11), nullable=False)
     destination_lg_code: Mapped[str | None] = mapped_column(String(6))
     prefecture_code: Mapped[str] = mapped_column(String(2), nullable=False)
-    payload: Mapped[str] = mapped_column(Text, nullable=False)  # 個人番号 sealed, as sent
+    payload: Mapped[str] = mapped_column(CompressedText, nullable=False)  # 個人番号 sealed, as sent
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
