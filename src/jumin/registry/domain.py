@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -632,13 +633,27 @@ CHANGE_TYPES: Mapping[str, type[Change]] = {
 # Serialisation: changes and records are stored as JSON; dates as ISO strings.
 
 
+# Values JSON takes as they are; exact types, since a StrEnum is a str too.
+_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """A dataclass's field names, looked up once per class (records are serialised in bulk)."""
+    return tuple(f.name for f in dataclasses.fields(kind)) if dataclasses.is_dataclass(kind) else None
+
+
 def _to_jsonable(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, StrEnum):
         return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    names = _field_names(kind)
+    if names is not None:
+        return {name: _to_jsonable(getattr(value, name)) for name in names}
     if isinstance(value, tuple | list):
         return [_to_jsonable(v) for v in value]
     return value
