@@ -31,8 +31,10 @@ their end.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import io
 import logging
 import os
@@ -51,6 +53,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import signers
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.fields import SigSeedSubFilter
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
@@ -246,6 +249,7 @@ class Signer:
     pyhanko_signer: Any
     certificate: x509.Certificate
     created: bool  # made for this call: the caller audits a new signing key
+    reserve: int  # hex digits kept in the PDF for the signature container
 
     @property
     def fingerprint(self) -> str:
@@ -290,20 +294,44 @@ def signer_for(*, lg_code: str, municipality: str, mayor_title: str, now: dt.dat
         )
         chain = load_certs_from_pemder_data(ca_cert.public_bytes(serialization.Encoding.PEM))
         (own,) = load_certs_from_pemder_data(pair.certificate.public_bytes(serialization.Encoding.PEM))
+        pyhanko_signer = signers.SimpleSigner(
+            signing_cert=own,
+            signing_key=load_private_key_from_pemder_data(key_der, None),
+            cert_registry=SimpleCertificateStore.from_certs(list(chain)),  # type: ignore[no-untyped-call]
+        )
         signer = Signer(
             lg_code=lg_code,
-            pyhanko_signer=signers.SimpleSigner(
-                signing_cert=own,
-                signing_key=load_private_key_from_pemder_data(key_der, None),
-                cert_registry=SimpleCertificateStore.from_certs(list(chain)),  # type: ignore[no-untyped-call]
-            ),
+            pyhanko_signer=pyhanko_signer,
             certificate=pair.certificate,
             created=created,
+            reserve=_signature_reserve(pyhanko_signer, now),
         )
         _signers[(path, path.stat().st_mtime)] = Signer(
-            signer.lg_code, signer.pyhanko_signer, signer.certificate, created=False
+            signer.lg_code, signer.pyhanko_signer, signer.certificate, created=False, reserve=signer.reserve
         )
         return signer
+
+
+def _signature_reserve(pyhanko_signer: signers.SimpleSigner, now: dt.datetime) -> int:
+    """The room pyhanko's own estimate would keep for this signer's signature, worked out once.
+
+    Left to itself, pyhanko estimates it for every PDF by building and encoding a whole
+    dummy signature first, which doubled the cost of signing. The container's size
+    depends only on the signer (key, certificate chain, PAdES attributes, no timestamp or
+    revocation data), so one dry run per signer gives the same figure, with the same
+    50% margin for the few bytes by which ECDSA signatures vary.
+    """
+    dummy = asyncio.run(
+        pyhanko_signer.async_sign(
+            hashlib.sha256().digest(),
+            "sha256",
+            dry_run=True,
+            use_pades=True,
+            signed_attr_settings=PdfCMSSignedAttributes(signing_time=now),
+        )
+    )
+    hex_digits = len(dummy.dump()) * 2
+    return hex_digits + 2 * (hex_digits // 4)
 
 
 def sign_pdf(pdf: bytes, signer: Signer, *, reason: str, location: str) -> bytes:
@@ -316,7 +344,8 @@ def sign_pdf(pdf: bytes, signer: Signer, *, reason: str, location: str) -> bytes
         location=location,
     )
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-    out = signers.PdfSigner(meta, signer=signer.pyhanko_signer).sign_pdf(writer)
+    pdf_signer = signers.PdfSigner(meta, signer=signer.pyhanko_signer)
+    out = pdf_signer.sign_pdf(writer, bytes_reserved=signer.reserve)
     data: bytes = out.getvalue()
     return data
 
