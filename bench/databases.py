@@ -106,6 +106,10 @@ def server_facts(url: str) -> dict[str, Any]:
         for setting in ("shared_buffers", "max_connections", "synchronous_commit", "work_mem"):
             value = conn.execute(f"SHOW {setting}").fetchone()
             facts[setting] = value[0] if value else None
-        size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()
+        size = conn.execute(
+            "SELECT pg_size_pretty(pg_database_size(current_database())), "
+            "pg_database_size(current_database())"
+        ).fetchone()
         facts["database_size"] = size[0] if size else None
+        facts["database_bytes"] = int(size[1]) if size else None
     return facts

@@ -76,6 +76,19 @@ def _mark(met: bool | None) -> str:
     return "—" if met is None else ("達成" if met else "未達")
 
 
+def _storage_lines(run: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    """The databases' size, and per resident: what decides whether a larger N fits the disk."""
+    municipal = machine["postgresql"].get("database_bytes")
+    national = machine.get("national_database_bytes")
+    if not municipal or not national or not run["residents"]:
+        return []
+    per_resident = (municipal + national) / run["residents"]
+    return [
+        f"- データベース: 市区町村側 {machine['postgresql']['database_size']}, "
+        f"全国側 {machine['national_database_size']} (住民1人あたり {per_resident:,.0f} バイト)"
+    ]
+
+
 def markdown(report: dict[str, Any], charts: dict[str, str]) -> str:
     run = report["run"]
     machine = report["machine"]
@@ -93,6 +106,7 @@ def markdown(report: dict[str, Any], charts: dict[str, str]) -> str:
         f"測定中 平均 {machine['load_mean']:.2f} "
         f"/ 最大 {machine['load_max']:.2f}, 終了時 {machine['load_after'][0]:.2f} "
         "(2コアを他の作業と共有。数値は専有時より低く出ます)",
+        *_storage_lines(run, machine),
         f"- サーバー: {run['server']}, 並列度 照会 {run['concurrency']} / 検索 {run['search_concurrency']} "
         f"/ 異動 {run['events_concurrency']} / PDF {run['pdf_concurrency']}, "
         f"測定 {run['duration']} 秒 (ウォームアップ {run['warmup']} 秒)",

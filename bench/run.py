@@ -58,6 +58,7 @@ def machine_facts(cfg: RunConfig) -> dict[str, Any]:
             mem_kib = int(f.readline().split()[1])
     except OSError:
         mem_kib = 0
+    national = server_facts(cfg.national_url)
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -65,7 +66,8 @@ def machine_facts(cfg: RunConfig) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "postgresql": server_facts(cfg.municipal_url),
-        "national_database_size": server_facts(cfg.national_url)["database_size"],
+        "national_database_size": national["database_size"],
+        "national_database_bytes": national["database_bytes"],
     }
 
 

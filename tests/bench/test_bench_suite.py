@@ -73,11 +73,15 @@ def test_a_tiny_run_writes_every_figure_with_its_baseline_and_the_charts(tmp_pat
     assert by_key["events"]["details"]["applied_nationally"] == by_key["events"]["details"]["outbox_messages"]
     assert by_key["extraction"]["details"]["rows"] == by_key["extraction"]["details"]["baseline_rows"]
     assert report["machine"]["load_samples"]
+    # Both databases measured in bytes, and per resident in the summary (the disk a larger N needs).
+    assert report["machine"]["postgresql"]["database_bytes"] > 0
+    assert report["machine"]["national_database_bytes"] > 0
 
     summary = report_path.with_suffix(".md").read_text(encoding="utf-8")
     assert "| ベンチマーク | 測定値 | 目標 | 判定 |" in summary
     assert "計算機" in summary
     assert "load average" in summary
+    assert "住民1人あたり" in summary
     charts = {p.stem: p for p in (results / report_path.stem).glob("*.png")}
     assert {"targets", "baselines", "latency", "memory", "import"} <= set(charts)
     for path in charts.values():
