@@ -20,7 +20,7 @@ from typing import Any
 
 from jumin.core.errors import AccessDenied, Conflict, InvalidValue, NotFound, RuleViolation
 from jumin.core.ids import ResidentCode
-from jumin.core.names import normalize_kana
+from jumin.core.names import legal_age, normalize_kana
 from jumin.core.wareki import parse_date
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "StatutoryTask",
     "TaskCatalogue",
     "TaskNotGranted",
+    "birth_dates_for_ages",
     "change_kinds_for",
     "check_agency_code",
     "derive_agency_code",
@@ -676,6 +677,38 @@ class ExtractionFilter:
                 raise InvalidValue(f"年齢は0〜{MAX_AGE}の範囲で指定してください。", field=name)
         if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
             raise InvalidValue("min_age は max_age 以下にしてください。", field="min_age")
+
+
+def birth_dates_for_ages(
+    on: dt.date, min_age: int | None, max_age: int | None
+) -> tuple[dt.date | None, dt.date | None]:
+    """The birth dates (earliest, latest) of those aged ``min_age``..``max_age`` on ``on``.
+
+    ``legal_age`` never grows as the birth date moves later, so an age range is a
+    birth-date range, which a query can use; its bounds are found with ``legal_age``
+    itself, so that both agree on every date (29 February included).
+    """
+    lowest = dt.date(max(1, on.year - MAX_AGE - 2), 1, 1)
+
+    def first(pred: Any) -> dt.date | None:
+        """The earliest date in [lowest, on] where ``pred`` holds (it holds from there on)."""
+        lo, hi = lowest.toordinal(), on.toordinal()
+        if not pred(dt.date.fromordinal(hi)):
+            return None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if pred(dt.date.fromordinal(mid)):
+                hi = mid
+            else:
+                lo = mid + 1
+        return dt.date.fromordinal(lo)
+
+    earliest = None if max_age is None else first(lambda b: legal_age(b, on) <= max_age)
+    latest: dt.date | None = None
+    if min_age is not None:
+        too_young = first(lambda b: legal_age(b, on) < min_age)
+        latest = on if too_young is None else too_young - dt.timedelta(days=1)
+    return earliest, latest
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,10 +201,9 @@ def _pyarrow() -> tuple[Any, Any] | None:
         return None
 
 
-PARQUET_ROW_GROUP = 50_000
-
-
 class _ParquetOut:
+    """One row group per page of the extraction, built from its columns."""
+
     def __init__(self, pa: Any, pq: Any, sink: storage.SealedWriter) -> None:
         self.pa = pa
         self.schema = pa.schema(
@@ -222,22 +221,12 @@ class _ParquetOut:
             ]
         )
         self.writer = pq.ParquetWriter(sink, self.schema, compression="zstd")
-        self.buffer: dict[str, list[Any]] = {name: [] for name in self.schema.names}
 
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        for r in rows:
-            for name, values in self.buffer.items():
-                values.append(r[name])
-        if len(self.buffer["lg_code"]) >= PARQUET_ROW_GROUP:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buffer["lg_code"]:
-            self.writer.write_table(self.pa.table(self.buffer, schema=self.schema))
-            self.buffer = {name: [] for name in self.schema.names}
+    def add(self, page: service.ExtractionColumns) -> None:
+        arrays = [self.pa.array(page[f.name], type=f.type) for f in self.schema]
+        self.writer.write_table(self.pa.Table.from_arrays(arrays, schema=self.schema))
 
     def close(self) -> None:
-        self.flush()
         self.writer.close()
 
 
@@ -269,8 +258,8 @@ def produce_extraction(units: Units, extraction_id: str, *, stale: bool = False)
     parquet: _ParquetOut | None = None
     try:
         text = storage.text_writer(csv_sink, encoding="utf-8-sig")
-        out = csv.DictWriter(text, fieldnames=list(service.EXTRACTION_COLUMNS), lineterminator="\r\n")
-        out.writeheader()
+        out = csv.writer(text, lineterminator="\r\n")
+        out.writerow(service.EXTRACTION_COLUMNS)
         if arrow is not None:
             pq_path, pq_purpose = service.extraction_file_path(extraction_id, "parquet")
             pq_sink = storage.SealedWriter(pq_path, purpose=pq_purpose)
@@ -278,10 +267,10 @@ def produce_extraction(units: Units, extraction_id: str, *, stale: bool = False)
         count = 0
         with units() as session:
             for page in service.extraction_rows(session, spec=spec):
-                out.writerows(page)
+                out.writerows(zip(*(page[c] for c in service.EXTRACTION_COLUMNS), strict=True))
                 if parquet is not None:
                     parquet.add(page)
-                count += len(page)
+                count += len(page["lg_code"])
             storage.finish_text(text)
             csv_sink.close()
             if parquet is not None and pq_sink is not None:

@@ -8,7 +8,13 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Column,
     Date,
+    MetaData,
+    Select,
+    String,
+    Table,
     TextualSelect,
     and_,
     bindparam,
@@ -16,9 +22,11 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -306,41 +314,116 @@ def feed_page(
     ).all()
 
 
-def residents_on(
-    session: Session, *, prefecture_code: str, on: dt.date, lg_codes: Sequence[str]
-) -> Iterator[Sequence[Any]]:
-    """Everyone living (status live) in the prefecture on ``on``, in pages, one snapshot.
+_staging = MetaData()
+# The residents an extraction hands out, fixed once: the files are written from it and the
+# access log is filled from it, so both name the same persons whatever commits meanwhile
+# (PostgreSQL's READ COMMITTED gives each statement its own snapshot).
+EXTRACTION_STAGE = Table(
+    "jumin_extraction_stage",
+    _staging,
+    Column("identity_id", BigInteger, nullable=False),
+    Column("prefecture_code", String(2), nullable=False),
+    Column("lg_code", String(6), nullable=False),
+    Column("resident_code", String(11), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("name_kana", String(200)),
+    Column("birth_date", Date, nullable=False),
+    Column("sex", String(8), nullable=False),
+    Column("address_lg_code", String(6), nullable=False),
+    Column("address", String(300), nullable=False),
+    prefixes=["TEMPORARY"],
+)
 
-    One version per person: where corrections left overlapping versions, the one
-    recorded last wins. Streamed with a server-side cursor where the backend has one.
-    """
+
+def _residents_on_query(
+    *,
+    prefecture_code: str,
+    on: dt.date,
+    lg_codes: Sequence[str],
+    born_from: dt.date | None = None,
+    born_until: dt.date | None = None,
+) -> Select[*tuple[Any, ...]]:
     newer = aliased(IdentityHistory)
     h = IdentityHistory
-    query = (
-        select(
-            h.identity_id,
-            h.prefecture_code,
-            h.lg_code,
-            h.resident_code,
-            h.name,
-            h.name_kana,
-            h.birth_date,
-            h.sex,
-            h.address_lg_code,
-            h.address,
-        )
-        .where(
-            h.prefecture_code == prefecture_code,
-            _valid_on(h, on),
-            h.status == "live",
-            ~exists().where(newer.identity_id == h.identity_id, newer.id > h.id, _valid_on(newer, on)),
-        )
-        .order_by(h.lg_code, h.resident_code)
+    query: Select[*tuple[Any, ...]] = select(
+        h.identity_id,
+        h.prefecture_code,
+        h.lg_code,
+        h.resident_code,
+        h.name,
+        h.name_kana,
+        h.birth_date,
+        h.sex,
+        h.address_lg_code,
+        h.address,
+    ).where(
+        h.prefecture_code == prefecture_code,
+        _valid_on(h, on),
+        h.status == "live",
+        ~exists().where(newer.identity_id == h.identity_id, newer.id > h.id, _valid_on(newer, on)),
     )
     if lg_codes:
-        query = query.where(h.lg_code.in_(lg_codes))
-    result = session.execute(query, execution_options={"stream_results": True, "yield_per": 5000})
-    yield from result.partitions()
+        query = query.where(h.lg_code.in_(list(lg_codes)))
+    if born_from is not None or born_until is not None:
+        in_range = and_(
+            true() if born_from is None else h.birth_date >= born_from,
+            true() if born_until is None else h.birth_date <= born_until,
+        )
+        # Someone born after the date stays in, so that computing their age fails as before.
+        query = query.where(or_(in_range, h.birth_date > on))
+    return query
+
+
+def stage_residents_on(
+    session: Session,
+    *,
+    prefecture_code: str,
+    on: dt.date,
+    lg_codes: Sequence[str],
+    born_from: dt.date | None,
+    born_until: dt.date | None,
+) -> int:
+    """Fix the extraction's residents in a temporary table (one statement: one snapshot)."""
+    conn = session.connection()
+    EXTRACTION_STAGE.drop(conn, checkfirst=True)
+    EXTRACTION_STAGE.create(conn)
+    query = _residents_on_query(
+        prefecture_code=prefecture_code, on=on, lg_codes=lg_codes, born_from=born_from, born_until=born_until
+    )
+    result = conn.execute(
+        insert(EXTRACTION_STAGE).from_select(list(EXTRACTION_STAGE.c.keys()), query),
+        execution_options={"preserve_rowcount": True},
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
+def staged_residents(session: Session, *, page: int) -> Iterator[list[tuple[Any, ...]]]:
+    """The staged residents in file order, ``page`` at a time (a server-side cursor on PostgreSQL)."""
+    s = EXTRACTION_STAGE.c
+    result = session.connection().execute(
+        select(*EXTRACTION_STAGE.c).order_by(s.lg_code, s.resident_code),
+        execution_options={"stream_results": True, "yield_per": page},
+    )
+    for part in result.partitions():
+        yield [tuple(r) for r in part]
+
+
+def log_staged_residents(session: Session, values: dict[str, Any]) -> int:
+    """One access-log row per staged resident, written inside the database; the stage is dropped."""
+    s = EXTRACTION_STAGE.c
+    conn = session.connection()
+    columns = ["identity_id", "resident_code", "prefecture_code", *values]
+    query = select(
+        s.identity_id,
+        s.resident_code,
+        s.prefecture_code,
+        *[literal(v, AccessLogEntry.__table__.c[k].type).label(k) for k, v in values.items()],
+    )
+    result = conn.execute(
+        insert(AccessLogEntry).from_select(columns, query), execution_options={"preserve_rowcount": True}
+    )
+    EXTRACTION_STAGE.drop(conn)
+    return int(getattr(result, "rowcount", 0))
 
 
 # --- agency codes ---------------------------------------------------------------------------------
@@ -367,15 +450,6 @@ def identity_for_agency_code(session: Session, organisation_code: str, agency_co
 def add_access_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     for i in range(0, len(rows), 1000):
         session.execute(insert(AccessLogEntry), rows[i : i + 1000])
-
-
-def link_access_rows(session: Session, *, task_code: str, audit_entry_id: int) -> None:
-    session.execute(
-        update(AccessLogEntry)
-        .where(AccessLogEntry.task_code == task_code, AccessLogEntry.audit_entry_id == 0)
-        .values(audit_entry_id=audit_entry_id)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def access_log(

@@ -75,6 +75,7 @@ from jumin.network.agencies.domain import (
     StatutoryTask,
     TaskCatalogue,
     TaskNotGranted,
+    birth_dates_for_ages,
     change_kinds_for,
     check_agency_code,
     derive_agency_code,
@@ -2047,64 +2048,62 @@ def _extraction_task_code(extraction_id: str) -> str:
     return f"extraction:{extraction_id}"
 
 
-def extraction_rows(session: Session, *, spec: ExtractionSpec) -> Iterator[list[dict[str, Any]]]:
-    """The residents on the reference date, page by page, each page in the access log.
+# Rows per page of an extraction: one Parquet row group, read from the database at once.
+EXTRACTION_PAGE = 50_000
+ExtractionColumns = dict[str, list[Any]]
 
-    The access-log rows name the requesting prefecture and clerk; they are tied to the
-    audit entry that :func:`finish_extraction` writes in the same transaction.
+
+def extraction_rows(session: Session, *, spec: ExtractionSpec) -> Iterator[ExtractionColumns]:
+    """The residents on the reference date, page by page, by column (EXTRACTION_COLUMNS).
+
+    The persons are fixed first (the age range as a birth-date range, inside the query);
+    :func:`finish_extraction` writes their access-log rows from that same set in the same
+    transaction, tied to its audit entry.
     """
-    row = repository.extraction(session, spec.id)
-    assert row is not None
-    accessor = extraction_actor(row)
-    for page in repository.residents_on(
-        session, prefecture_code=spec.prefecture_code, on=spec.reference_date, lg_codes=spec.lg_codes
-    ):
-        out: list[dict[str, Any]] = []
-        handed: list[Handed] = []
-        for r in page:
-            age = legal_age(r.birth_date, spec.reference_date)
-            if (spec.min_age is not None and age < spec.min_age) or (
-                spec.max_age is not None and age > spec.max_age
-            ):
-                continue
-            out.append(
-                {
-                    "prefecture_code": r.prefecture_code,
-                    "lg_code": r.lg_code,
-                    "municipality": municipality_name(r.lg_code),
-                    "resident_code": r.resident_code,
-                    "name": r.name,
-                    "name_kana": r.name_kana or "",
-                    "birth_date": r.birth_date,
-                    "sex": r.sex,
-                    "age": age,
-                    "address": full_address(r.address_lg_code, r.address),
-                }
-            )
-            handed.append(Handed(r.identity_id, r.resident_code, r.prefecture_code))
-        if not out:
-            continue
-        now = utcnow()
-        repository.add_access_rows(
-            session,
-            [
-                {
-                    "identity_id": h.identity_id,
-                    "resident_code": h.resident_code,
-                    "prefecture_code": h.prefecture_code,
-                    "accessed_at": now,
-                    "organisation_code": accessor.organisation_code,
-                    "actor_kind": accessor.kind.value,
-                    "actor_id": accessor.actor_id,
-                    "task_code": _extraction_task_code(spec.id),
-                    "purpose": row.purpose[:500],
-                    "query_kind": "prefecture_extraction",
-                    "audit_entry_id": 0,  # set by finish_extraction
-                }
-                for h in handed
-            ],
+    born_from, born_until = birth_dates_for_ages(spec.reference_date, spec.min_age, spec.max_age)
+    repository.stage_residents_on(
+        session,
+        prefecture_code=spec.prefecture_code,
+        on=spec.reference_date,
+        lg_codes=spec.lg_codes,
+        born_from=born_from,
+        born_until=born_until,
+    )
+    ages: dict[dt.date, int] = {}
+    places: dict[str, tuple[str, str]] = {}
+
+    def age_of(birth: dt.date) -> int:
+        age = legal_age(birth, spec.reference_date)
+        if (spec.min_age is not None and age < spec.min_age) or (
+            spec.max_age is not None and age > spec.max_age
+        ):
+            # The access log would name someone the files leave out.
+            raise RuntimeError("the birth-date range of an extraction disagrees with its age range")
+        ages[birth] = age
+        return age
+
+    def place(lg_code: str) -> tuple[str, str]:
+        found = places[lg_code] = _place(lg_code)
+        return found
+
+    for page in repository.staged_residents(session, page=EXTRACTION_PAGE):
+        _, prefectures, lg_codes, codes, names, kana, births, sexes, address_lgs, lines = (
+            list(c) for c in zip(*page, strict=True)
         )
-        yield out
+        yield {
+            "prefecture_code": prefectures,
+            "lg_code": lg_codes,
+            "municipality": [(places.get(c) or place(c))[1] for c in lg_codes],
+            "resident_code": codes,
+            "name": names,
+            "name_kana": [k or "" for k in kana],
+            "birth_date": births,
+            "sex": sexes,
+            "age": [ages[b] if b in ages else age_of(b) for b in births],
+            "address": [
+                "".join(places.get(c) or place(c)) + line for c, line in zip(address_lgs, lines, strict=True)
+            ],
+        }
 
 
 def finish_extraction(
@@ -2131,7 +2130,22 @@ def finish_extraction(
             f"csv_sha256={csv_sha256} parquet_sha256={parquet_sha256 or '-'}"
         ),
     )
-    repository.link_access_rows(session, task_code=_extraction_task_code(row.id), audit_entry_id=entry.id)
+    accessor = extraction_actor(row)
+    logged = repository.log_staged_residents(
+        session,
+        {
+            "accessed_at": utcnow(),
+            "organisation_code": accessor.organisation_code,
+            "actor_kind": accessor.kind.value,
+            "actor_id": accessor.actor_id,
+            "task_code": _extraction_task_code(spec.id),
+            "purpose": row.purpose[:500],
+            "query_kind": "prefecture_extraction",
+            "audit_entry_id": entry.id,
+        },
+    )
+    if logged != row_count:
+        raise RuntimeError("an extraction's access log does not name every person in its files")
     return _extraction_view(row)
 
 
