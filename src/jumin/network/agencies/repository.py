@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     TextualSelect,
     and_,
+    any_,
     bindparam,
     delete,
     exists,
@@ -29,10 +30,12 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
+from jumin.db import UTCDateTime
 from jumin.network.agencies.models import (
     AccessLogEntry,
     AgencyClientRecord,
@@ -64,6 +67,10 @@ def _insert_ignoring_duplicates(
     dialect = session.get_bind().dialect.name
     stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
     session.execute(stmt.on_conflict_do_nothing(index_elements=keys), rows)
+
+
+def _on_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 # --- clients and grants ---------------------------------------------------------------------------
@@ -130,6 +137,43 @@ def identities_by_ids(session: Session, ids: Iterable[int]) -> list[IdentityReco
     found: list[IdentityRecord] = []
     for chunk in _chunks(sorted(set(ids))):
         found.extend(session.execute(select(IdentityRecord).where(IdentityRecord.id.in_(chunk))).scalars())
+    return found
+
+
+PERSON_COLUMNS = (
+    IdentityRecord.id,
+    IdentityRecord.resident_code,
+    IdentityRecord.prefecture_code,
+    IdentityRecord.status,
+    IdentityRecord.removal_reason,
+    IdentityRecord.name,
+    IdentityRecord.name_kana,
+    IdentityRecord.birth_date,
+    IdentityRecord.sex,
+    IdentityRecord.address_lg_code,
+    IdentityRecord.address,
+    IdentityRecord.individual_number_encrypted,
+    IdentityRecord.change_kind,
+    IdentityRecord.changed_on,
+)
+
+
+def identity_rows_by_ids(session: Session, ids: Iterable[int]) -> list[Any]:
+    """What a person's view needs of these identities, as plain rows (no ORM objects to build)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    if _on_postgresql(session):
+        return list(
+            session.execute(
+                select(*PERSON_COLUMNS).where(
+                    IdentityRecord.id == any_(bindparam("ids", wanted, type_=ARRAY(BigInteger)))
+                )
+            )
+        )
+    found: list[Any] = []
+    for chunk in _chunks(wanted):
+        found.extend(session.execute(select(*PERSON_COLUMNS).where(IdentityRecord.id.in_(chunk))))
     return found
 
 
@@ -219,18 +263,46 @@ def _joined_on_keys(kind: str, size: int) -> TextualSelect:
     )
 
 
+@cache
+def _joined_on_arrays(kind: str) -> TextualSelect:
+    """PostgreSQL: ``national_identities`` joined to the keys given as arrays (unnest).
+
+    The whole chunk's keys travel as one array per column: one statement, two parameters,
+    a join the planner runs as one index probe per key, whatever the number of keys.
+    """
+    table = IdentityRecord.__tablename__
+    columns = ", ".join(f"n.{c.key}" for c in CANDIDATE_COLUMNS)
+    if kind == "reading":
+        keys = "unnest(CAST(:k AS text[]), CAST(:b AS date[])) AS keys(k, b)"
+        on = "n.search_kana = keys.k AND n.birth_date = keys.b"
+        where = " WHERE n.prefecture_code IN (" + ", ".join(f"'{p}'" for p in ALL_PREFECTURES) + ")"
+    else:
+        keys = "unnest(CAST(:b AS date[]), CAST(:s AS text[])) AS keys(b, s)"
+        on = "n.birth_date = keys.b AND n.sex = keys.s"
+        where = ""
+    # Only names from the model and constants go into the text; every value is bound.
+    sql = f"SELECT {columns} FROM {keys} JOIN {table} n ON {on}{where} LIMIT :row_limit"  # noqa: S608
+    return text(sql).columns(*CANDIDATE_COLUMNS)
+
+
 def _by_keys(session: Session, kind: str, keys: list[dict[str, Any]], limit: int) -> list[Any]:
+    if not keys:
+        return []
+    if _on_postgresql(session):
+        params: dict[str, Any] = {c: [key[c] for key in keys] for c in keys[0]}
+        params["row_limit"] = limit
+        return list(session.execute(_joined_on_arrays(kind), params).all())
     found: list[Any] = []
     largest = _KEY_BUCKETS[-1]
     for i in range(0, len(keys), largest):
         part = keys[i : i + largest]
         size = next(b for b in _KEY_BUCKETS if b >= len(part))
         part += [_NO_MATCH] * (size - len(part))
-        params: dict[str, Any] = {"row_limit": limit}
+        bound: dict[str, Any] = {"row_limit": limit}
         for n, key in enumerate(part):
             for c, v in key.items():
-                params[f"{c}{n}"] = v
-        found.extend(session.execute(_joined_on_keys(kind, size), params).all())
+                bound[f"{c}{n}"] = v
+        found.extend(session.execute(_joined_on_keys(kind, size), bound).all())
     return found
 
 
@@ -429,7 +501,30 @@ def log_staged_residents(session: Session, values: dict[str, Any]) -> int:
 # --- agency codes ---------------------------------------------------------------------------------
 
 
+_AGENCY_CODES_FROM_ARRAYS = text(
+    f"INSERT INTO {AgencyCode.__tablename__} (organisation_code, identity_id, agency_code, issued_at) "  # noqa: S608
+    "SELECT :organisation_code, i, c, :issued_at FROM unnest(CAST(:ids AS bigint[]), CAST(:codes AS text[])) "
+    "AS t(i, c) ON CONFLICT (organisation_code, identity_id) DO NOTHING"
+).bindparams(bindparam("issued_at", type_=AgencyCode.__table__.c.issued_at.type))
+
+
 def add_agency_codes(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    organisations = {r["organisation_code"] for r in rows}
+    issued = {r["issued_at"] for r in rows}
+    if _on_postgresql(session) and len(organisations) == 1 and len(issued) == 1:
+        # One statement for the whole set instead of a statement per 500 rows.
+        session.execute(
+            _AGENCY_CODES_FROM_ARRAYS,
+            {
+                "organisation_code": organisations.pop(),
+                "issued_at": issued.pop(),
+                "ids": [r["identity_id"] for r in rows],
+                "codes": [r["agency_code"] for r in rows],
+            },
+        )
+        return
     for i in range(0, len(rows), 500):
         _insert_ignoring_duplicates(
             session, AgencyCode, rows[i : i + 500], ["organisation_code", "identity_id"]
@@ -447,7 +542,31 @@ def identity_for_agency_code(session: Session, organisation_code: str, agency_co
 # --- access log -----------------------------------------------------------------------------------
 
 
+_ACCESS_COLUMNS = tuple(c for c in AccessLogEntry.__table__.c if c.key != "id")
+
+
+@cache
+def _access_rows_from_arrays() -> Any:
+    types = {"identity_id": "bigint", "audit_entry_id": "bigint", "accessed_at": "timestamptz"}
+    names = [c.key for c in _ACCESS_COLUMNS]
+    arrays = ", ".join(f"CAST(:{n} AS {types.get(n, 'text')}[])" for n in names)
+    return text(
+        f"INSERT INTO {AccessLogEntry.__tablename__} ({', '.join(names)}) "  # noqa: S608
+        f"SELECT * FROM unnest({arrays})"
+    )
+
+
 def add_access_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    if _on_postgresql(session) and len(rows) > 1:
+        # One statement with one array per column: no per-row round trip in the pipeline.
+        dialect = session.get_bind().dialect
+        stamp = UTCDateTime()
+        arrays = {c.key: [r[c.key] for r in rows] for c in _ACCESS_COLUMNS}
+        arrays["accessed_at"] = [stamp.process_bind_param(v, dialect) for v in arrays["accessed_at"]]
+        session.execute(_access_rows_from_arrays(), arrays)
+        return
     for i in range(0, len(rows), 1000):
         session.execute(insert(AccessLogEntry), rows[i : i + 1000])
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -224,7 +225,12 @@ class AgencyContext:
         return accounts.actor_of(self.principal)
 
 
-def _number_of(record: IdentityRecord) -> str | None:
+# A person's view is built from an ORM object (lookups) or from a plain row of
+# repository.PERSON_COLUMNS (batches, where building ORM objects cost more than the query).
+Source = IdentityRecord | IdentityHistory | Row[Any]
+
+
+def _number_of(record: IdentityRecord | Row[Any]) -> str | None:
     """The person's 個人番号, opened from the store.
 
     The ciphertext is bound to the 住民票コード as associated data, as the national codes
@@ -239,10 +245,18 @@ def _number_of(record: IdentityRecord) -> str | None:
         raise RuntimeError("an individual number in the identity store does not open") from exc
 
 
+@cache
+def _returned_fields(task: StatutoryTask, history: bool) -> tuple[str, ...]:
+    returned = [f.value for f in IdentityField if f in task.fields and f is not IdentityField.HISTORY]
+    if history and IdentityField.INDIVIDUAL_NUMBER.value in returned:
+        returned.remove(IdentityField.INDIVIDUAL_NUMBER.value)  # versions keep only its hash
+    return tuple(returned)
+
+
 def _person(
     task: StatutoryTask,
     agency_code: str,
-    src: IdentityRecord | IdentityHistory,
+    src: Source,
     *,
     individual_number: str | None = None,
 ) -> PersonView:
@@ -251,32 +265,34 @@ def _person(
     def pick(f: IdentityField, value: Any) -> Any:
         return value if f in allowed else None
 
-    returned = [f.value for f in IdentityField if f in allowed and f is not IdentityField.HISTORY]
-    changed_on = src.changed_on if isinstance(src, IdentityRecord) else src.valid_from
-    history = isinstance(src, IdentityHistory)
-    if history and IdentityField.INDIVIDUAL_NUMBER.value in returned:
-        returned.remove(IdentityField.INDIVIDUAL_NUMBER.value)  # versions keep only its hash
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+    if isinstance(src, IdentityHistory):
+        history, changed_on, valid_from, valid_to = True, src.valid_from, src.valid_from, src.valid_to
+    else:
+        history, changed_on = False, src.changed_on
+    address = IdentityField.ADDRESS in allowed
     return PersonView(
         agency_code=agency_code,
-        fields=tuple(returned),
+        fields=_returned_fields(task, history),
         resident_code=pick(IdentityField.RESIDENT_CODE, src.resident_code),
         individual_number=None if history else pick(IdentityField.INDIVIDUAL_NUMBER, individual_number),
         name=pick(IdentityField.NAME, src.name),
         name_kana=pick(IdentityField.NAME_KANA, src.name_kana),
         birth_date=pick(IdentityField.BIRTH_DATE, src.birth_date),
         sex=pick(IdentityField.SEX, src.sex),
-        address=pick(IdentityField.ADDRESS, full_address(src.address_lg_code, src.address)),
-        address_lg_code=pick(IdentityField.ADDRESS, src.address_lg_code),
+        address=full_address(src.address_lg_code, src.address) if address else None,
+        address_lg_code=src.address_lg_code if address else None,
         status=pick(IdentityField.STATUS, src.status),
         removal_reason=pick(IdentityField.STATUS, src.removal_reason),
         change_kind=pick(IdentityField.STATUS, src.change_kind),
         changed_on=pick(IdentityField.STATUS, changed_on),
-        valid_from=src.valid_from if isinstance(src, IdentityHistory) else None,
-        valid_to=src.valid_to if isinstance(src, IdentityHistory) else None,
+        valid_from=valid_from,
+        valid_to=valid_to,
     )
 
 
-def _person_of_record(task: StatutoryTask, agency_code: str, record: IdentityRecord) -> PersonView:
+def _person_of_record(task: StatutoryTask, agency_code: str, record: IdentityRecord | Row[Any]) -> PersonView:
     number = _number_of(record) if task.allows(IdentityField.INDIVIDUAL_NUMBER) else None
     return _person(task, agency_code, record, individual_number=number)
 
@@ -574,8 +590,8 @@ class Handed:
     prefecture_code: str
 
 
-def _handed(src: IdentityRecord | IdentityHistory) -> Handed:
-    identity_id = src.id if isinstance(src, IdentityRecord) else src.identity_id
+def _handed(src: Source) -> Handed:
+    identity_id = src.identity_id if isinstance(src, IdentityHistory) else src.id
     return Handed(identity_id, src.resident_code, src.prefecture_code)
 
 
@@ -663,7 +679,7 @@ def _hand_out(
     ctx: AgencyContext,
     *,
     query_kind: str,
-    sources: Sequence[IdentityRecord | IdentityHistory],
+    sources: Sequence[Source],
     action: AuditAction = AuditAction.IDENTITY_LOOKUP,
     bulk_target: tuple[str, str] | None = None,
     detail: str = "",
@@ -749,16 +765,27 @@ def lookup_by_agency_code(session: Session, *, ctx: AgencyContext, agency_code: 
     return _single(session, ctx, "agency_code", records)
 
 
+@cache
+def _place_keys(lg_code: str) -> tuple[str, str, str]:
+    """(prefecture + municipality as written, its matching key, the prefecture's key)."""
+    prefecture, municipality = _place(lg_code)
+    return (
+        f"{prefecture}{municipality}",
+        normalize_address(f"{prefecture}{municipality}"),
+        normalize_address(prefecture),
+    )
+
+
 def _candidate(row: Any) -> CandidateFacts:
-    prefecture, municipality = _place(row.address_lg_code)
+    written, municipality_prefix, prefecture_name = _place_keys(row.address_lg_code)
     return CandidateFacts(
         identity_id=row.id,
         search_kana=row.search_kana,
         birth_date=row.birth_date,
         sex=row.sex,
-        full_address=normalize_address(f"{prefecture}{municipality}{row.address}"),
-        municipality_prefix=normalize_address(f"{prefecture}{municipality}"),
-        prefecture_name=normalize_address(prefecture),
+        full_address=normalize_address(f"{written}{row.address}"),
+        municipality_prefix=municipality_prefix,
+        prefecture_name=prefecture_name,
     )
 
 
@@ -1876,7 +1903,7 @@ def verify_batch_chunk(
     ctx = _batch_context(session, spec)
     valid = [r for r in rows if isinstance(r, BatchRow)]
     results: dict[int, RowResult] = {}
-    matched: dict[int, IdentityRecord] = {}
+    matched: dict[int, IdentityRecord | Row[Any]] = {}
     if spec.kind is BatchKind.RESIDENT_CODE:
         found, changed = _records_for_codes(session, [r.resident_code for r in valid if r.resident_code])
         for r in valid:
@@ -1914,7 +1941,7 @@ def verify_batch_chunk(
                 )
                 ranked_by_line[r.line] = _rank_from(r.facts, pool)
         exact_ids = {s.identity_id for ranked in ranked_by_line.values() for s in ranked if s.exact}
-        records = {x.id: x for x in repository.identities_by_ids(session, exact_ids)}
+        records = {x.id: x for x in repository.identity_rows_by_ids(session, exact_ids)}
         for r in queries:
             ranked = ranked_by_line.get(r.line, [])
             outcome = outcome_of(ranked)
@@ -1941,8 +1968,8 @@ def verify_batch_chunk(
         bulk_target=("batch", spec.id),
         detail=f"lines={min(lines)}-{max(lines)}" if lines else "",
     )
-    for line, record in matched.items():
-        results[line] = replace(results[line], person=_person_of_record(ctx.task, codes[record.id], record))
+    for line, person in matched.items():
+        results[line] = replace(results[line], person=_person_of_record(ctx.task, codes[person.id], person))
     for bad in rows:
         if isinstance(bad, RowError):
             results[bad.line] = RowResult(bad.line, bad.ref, MatchOutcome.INVALID, note=bad.reason)
@@ -1991,8 +2018,9 @@ def result_values(columns: Sequence[str], result: RowResult) -> list[str]:
         "note": result.note,
         "agency_code": result.person.agency_code if result.person else "",
     }
-    person = person_json(result.person) if result.person else {}
-    return [base[c] if c in base else str(person.get(c) or "") for c in columns]
+    p = result.person
+    # As person_json gives them, without building the whole dict for every row.
+    return [base[c] if c in base else str((_json_value(getattr(p, c)) if p else None) or "") for c in columns]
 
 
 # --- the extraction worker's steps ----------------------------------------------------------------
