@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jumin.core.errors import InvalidValue
-from jumin.core.names import legal_age
+from jumin.core.names import legal_age, normalize_kana
 from jumin.network.agencies import service, storage
 from jumin.network.agencies.domain import (
     CHANGE_KIND_EVENTS,
@@ -22,6 +22,7 @@ from jumin.network.agencies.domain import (
     IdentityField,
     RowError,
     TaskCatalogue,
+    _kana_key,
     _one_edit_apart,
     birth_dates_for_ages,
     normalize_address,
@@ -233,3 +234,22 @@ def test_an_age_range_is_the_birth_date_range_the_extraction_queries(
         wanted = (min_age is None or age >= min_age) and (max_age is None or age <= max_age)
         inside = (earliest is None or birth >= earliest) and (latest is None or birth <= latest)
         assert wanted == inside, (birth, age)
+
+
+_KANA_ALPHABET = [chr(c) for c in range(0x30A0, 0x3100)] + [
+    " ",
+    "\u3000",
+    "\t",
+    "a",
+    "ｶ",
+    "ﾞ",
+    "か",
+    "\u3099",
+    "゛",
+]
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from(_KANA_ALPHABET), max_size=10) | st.text(max_size=10))
+def test_the_batch_reading_key_is_normalize_kana(s: str) -> None:
+    assert _kana_key(s) == normalize_kana(s)

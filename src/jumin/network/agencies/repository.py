@@ -267,21 +267,25 @@ def _joined_on_keys(kind: str, size: int) -> TextualSelect:
 def _joined_on_arrays(kind: str) -> TextualSelect:
     """PostgreSQL: ``national_identities`` joined to the keys given as arrays (unnest).
 
-    The whole chunk's keys travel as one array per column: one statement, two parameters,
-    a join the planner runs as one index probe per key, whatever the number of keys.
+    The whole chunk's keys travel as one array per column: one statement, two parameters.
+    The lateral subquery (OFFSET 0 keeps the planner from flattening it) makes the join one
+    index probe per key: as a plain join, the planner, which cannot see into the arrays,
+    hashes the whole store instead.
     """
     table = IdentityRecord.__tablename__
     columns = ", ".join(f"n.{c.key}" for c in CANDIDATE_COLUMNS)
     if kind == "reading":
         keys = "unnest(CAST(:k AS text[]), CAST(:b AS date[])) AS keys(k, b)"
-        on = "n.search_kana = keys.k AND n.birth_date = keys.b"
-        where = " WHERE n.prefecture_code IN (" + ", ".join(f"'{p}'" for p in ALL_PREFECTURES) + ")"
+        on = "n.search_kana = keys.k AND n.birth_date = keys.b AND n.prefecture_code IN ("
+        on += ", ".join(f"'{p}'" for p in ALL_PREFECTURES) + ")"
     else:
         keys = "unnest(CAST(:b AS date[]), CAST(:s AS text[])) AS keys(b, s)"
         on = "n.birth_date = keys.b AND n.sex = keys.s"
-        where = ""
     # Only names from the model and constants go into the text; every value is bound.
-    sql = f"SELECT {columns} FROM {keys} JOIN {table} n ON {on}{where} LIMIT :row_limit"  # noqa: S608
+    sql = (
+        f"SELECT {columns} FROM {keys} CROSS JOIN LATERAL "  # noqa: S608
+        f"(SELECT {columns} FROM {table} n WHERE {on} OFFSET 0) n LIMIT :row_limit"
+    )
     return text(sql).columns(*CANDIDATE_COLUMNS)
 
 
