@@ -549,14 +549,20 @@ def identity_for_agency_code(session: Session, organisation_code: str, agency_co
 _ACCESS_COLUMNS = tuple(c for c in AccessLogEntry.__table__.c if c.key != "id")
 
 
+_ARRAY_TYPES = {"identity_id": "bigint", "audit_entry_id": "bigint", "accessed_at": "timestamptz"}
+
+
 @cache
-def _access_rows_from_arrays() -> Any:
-    types = {"identity_id": "bigint", "audit_entry_id": "bigint", "accessed_at": "timestamptz"}
+def _access_rows_from_arrays(varying: tuple[str, ...]) -> Any:
+    """INSERT … SELECT FROM unnest: one array per column that varies, a scalar for the rest."""
     names = [c.key for c in _ACCESS_COLUMNS]
-    arrays = ", ".join(f"CAST(:{n} AS {types.get(n, 'text')}[])" for n in names)
+    arrays = ", ".join(f"CAST(:{n} AS {_ARRAY_TYPES.get(n, 'text')}[])" for n in varying)
+    values = ", ".join(
+        f"t.{n}" if n in varying else f"CAST(:{n} AS {_ARRAY_TYPES.get(n, 'text')})" for n in names
+    )
     return text(
         f"INSERT INTO {AccessLogEntry.__tablename__} ({', '.join(names)}) "  # noqa: S608
-        f"SELECT * FROM unnest({arrays})"
+        f"SELECT {values} FROM unnest({arrays}) AS t({', '.join(varying)})"
     )
 
 
@@ -564,12 +570,24 @@ def add_access_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     if _on_postgresql(session) and len(rows) > 1:
-        # One statement with one array per column: no per-row round trip in the pipeline.
+        # One statement for the whole set instead of a round trip per row.
         dialect = session.get_bind().dialect
         stamp = UTCDateTime()
-        arrays = {c.key: [r[c.key] for r in rows] for c in _ACCESS_COLUMNS}
-        arrays["accessed_at"] = [stamp.process_bind_param(v, dialect) for v in arrays["accessed_at"]]
-        session.execute(_access_rows_from_arrays(), arrays)
+        params: dict[str, Any] = {}
+        varying: list[str] = []
+        for c in _ACCESS_COLUMNS:
+            values = [r[c.key] for r in rows]
+            if c.key == "accessed_at":
+                values = [stamp.process_bind_param(v, dialect) for v in values]
+            if all(v == values[0] for v in values):
+                params[c.key] = values[0]
+            else:
+                params[c.key] = values
+                varying.append(c.key)
+        if not varying:
+            varying.append("identity_id")
+            params["identity_id"] = [r["identity_id"] for r in rows]
+        session.execute(_access_rows_from_arrays(tuple(varying)), params)
         return
     for i in range(0, len(rows), 1000):
         session.execute(insert(AccessLogEntry), rows[i : i + 1000])
