@@ -24,6 +24,7 @@ from jumin.network.agencies.domain import (
     TaskCatalogue,
     _kana_key,
     _one_edit_apart,
+    age_on,
     birth_dates_for_ages,
     normalize_address,
     parse_batch_header,
@@ -253,3 +254,25 @@ _KANA_ALPHABET = [chr(c) for c in range(0x30A0, 0x3100)] + [
 @given(st.text(alphabet=st.sampled_from(_KANA_ALPHABET), max_size=10) | st.text(max_size=10))
 def test_the_batch_reading_key_is_normalize_kana(s: str) -> None:
     assert _kana_key(s) == normalize_kana(s)
+
+
+@settings(max_examples=500)
+@given(
+    birth=st.dates(dt.date(1850, 1, 1), dt.date(2100, 12, 31)),
+    on=st.dates(dt.date(1850, 1, 1), dt.date(2100, 12, 31)),
+)
+def test_the_extraction_age_is_the_legal_age(birth: dt.date, on: dt.date) -> None:
+    if on < birth:
+        with pytest.raises(InvalidValue):
+            age_on(birth, on)
+    else:
+        assert age_on(birth, on) == legal_age(birth, on)
+
+
+def test_the_extraction_age_around_29_february() -> None:
+    for birth in (dt.date(2004, 2, 28), dt.date(2004, 2, 29), dt.date(2004, 3, 1)):
+        on = dt.date(2004, 2, 28)
+        while on < dt.date(2009, 3, 5):
+            if on >= birth:
+                assert age_on(birth, on) == legal_age(birth, on), (birth, on)
+            on += dt.timedelta(days=1)

@@ -59,6 +59,7 @@ __all__ = [
     "StatutoryTask",
     "TaskCatalogue",
     "TaskNotGranted",
+    "age_on",
     "birth_dates_for_ages",
     "change_kinds_for",
     "check_agency_code",
@@ -690,6 +691,19 @@ class ExtractionFilter:
                 raise InvalidValue(f"年齢は0〜{MAX_AGE}の範囲で指定してください。", field=name)
         if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
             raise InvalidValue("min_age は max_age 以下にしてください。", field="min_age")
+
+
+def age_on(birth: dt.date, on: dt.date) -> int:
+    """``legal_age(birth, on)`` in a few operations, for a whole extraction's column.
+
+    One is N from the day before the Nth birthday, so the age on ``on`` is the ordinary
+    age on the day after; a 29 February birthday falls after 28 February in every year,
+    which is when ``legal_age`` counts it. A birth after ``on`` fails as it does there.
+    """
+    if on < birth:
+        return legal_age(birth, on)  # raises
+    after = on + dt.timedelta(days=1)
+    return after.year - birth.year - ((after.month, after.day) < (birth.month, birth.day))
 
 
 def birth_dates_for_ages(

@@ -466,10 +466,21 @@ def stage_residents_on(
     query = _residents_on_query(
         prefecture_code=prefecture_code, on=on, lg_codes=lg_codes, born_from=born_from, born_until=born_until
     )
-    result = conn.execute(
-        insert(EXTRACTION_STAGE).from_select(list(EXTRACTION_STAGE.c.keys()), query),
-        execution_options={"preserve_rowcount": True},
-    )
+    stage = insert(EXTRACTION_STAGE).from_select(list(EXTRACTION_STAGE.c.keys()), query)
+    if not _on_postgresql(session):
+        return int(getattr(conn.execute(stage, execution_options={"preserve_rowcount": True}), "rowcount", 0))
+    # "No newer version on the date" is one identity-index probe per resident of the
+    # prefecture; the planner would rather hash every version of every prefecture (the
+    # whole store, ten times the rows). Only for this statement: the settings come back.
+    joins = ("enable_hashjoin", "enable_mergejoin")
+    before = conn.execute(
+        text("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')")
+    ).one()
+    for name in joins:
+        conn.execute(text("SELECT set_config(:name, 'off', true)"), {"name": name})
+    result = conn.execute(stage, execution_options={"preserve_rowcount": True})
+    for name, value in zip(joins, before, strict=True):
+        conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
     return int(getattr(result, "rowcount", 0))
 
 

@@ -45,7 +45,6 @@ from jumin.audit.domain import Actor, ActorKind, AuditAction
 from jumin.core.errors import AccessDenied, Conflict, InvalidValue, NotFound
 from jumin.core.ids import IndividualNumber, LgCode, ResidentCode
 from jumin.core.municipalities import MunicipalityKind, load_master
-from jumin.core.names import legal_age
 from jumin.db import utcnow
 from jumin.keys import data_keyring, load_or_create_secret, lookup_hash
 from jumin.network import service as codes_service
@@ -76,6 +75,7 @@ from jumin.network.agencies.domain import (
     StatutoryTask,
     TaskCatalogue,
     TaskNotGranted,
+    age_on,
     birth_dates_for_ages,
     change_kinds_for,
     check_agency_code,
@@ -2101,7 +2101,7 @@ def extraction_rows(session: Session, *, spec: ExtractionSpec) -> Iterator[Extra
     places: dict[str, tuple[str, str]] = {}
 
     def age_of(birth: dt.date) -> int:
-        age = legal_age(birth, spec.reference_date)
+        age = age_on(birth, spec.reference_date)
         if (spec.min_age is not None and age < spec.min_age) or (
             spec.max_age is not None and age > spec.max_age
         ):
