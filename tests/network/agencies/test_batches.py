@@ -412,3 +412,26 @@ def test_a_chunk_gives_what_its_rows_give_one_by_one(
         assert outcomes["bad"] == "invalid"
         assert {outcomes[k] for k in ("m", "o", "c", "m-again")} == {"matched"}
         assert [r.note for r in together if r.ref == "c"] == ["code_changed"]
+
+
+def test_a_file_too_large_to_keep_parsed_is_read_again_with_the_same_result(
+    client: TestClient, store: Store, make_agency: Callable[..., Agency], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = [store.person(name=f"再読 {i}", kana=f"サイドク {'ア' * (i + 1)}") for i in range(3)]
+    agency = make_agency("nenkin", "pension-benefit")
+    body = "ref,resident_code\n" + "".join(
+        f"r{i},{code}\n"
+        for i, code in enumerate([p.resident_code for p in people] + ["bad", new_resident_code()])
+    )
+
+    def run() -> list[dict[str, str]]:
+        created = _upload(
+            client, agency, body, task="pension-benefit", kind="resident_code", on_error="skip_bad"
+        )
+        assert _status(client, agency, str(created["id"]), "pension-benefit")["status"] == "done"
+        return _result(client, agency, str(created["id"]), "pension-benefit")
+
+    kept = run()
+    monkeypatch.setattr(jobs, "KEEP_PARSED_ROWS", 2)
+    assert run() == kept
+    assert [r["match"] for r in kept] == ["matched", "matched", "matched", "invalid", "not_found"]
