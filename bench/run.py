@@ -118,7 +118,13 @@ def run(cfg: RunConfig, *, argv: list[str] | None = None) -> dict[str, Path]:
         lg, lg_residents = measures.largest_municipality(cfg)
         pref, pref_residents = measures.largest_prefecture(cfg)
         port = free_port(cfg.port)
-        env = {**os.environ, **cfg.environment(), "PYTHONPATH": str(REPO_DIR)}
+        # The tree's own src first: a virtualenv shared between worktrees installs one of
+        # them, and the server must run the code the run is measuring.
+        env = {
+            **os.environ,
+            **cfg.environment(),
+            "PYTHONPATH": os.pathsep.join([str(REPO_DIR / "src"), str(REPO_DIR)]),
+        }
         server_desc = (
             "jumin serve (1 process)" if cfg.workers <= 1 else f"uvicorn {cfg.workers} workers (bench.server)"
         )

@@ -12,7 +12,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from jumin.network.agencies import jobs, service
-from jumin.network.agencies.domain import BatchEncoding, BatchKind, OnError
+from jumin.network.agencies.domain import (
+    BatchEncoding,
+    BatchKind,
+    BatchRow,
+    OnError,
+    RowError,
+    parse_batch_header,
+    parse_batch_row,
+)
 from jumin.network.agencies.models import AccessLogEntry, BatchJob
 from tests.network.agencies.conftest import Agency, audit_entries
 from tests.network.agencies.store import Store, new_resident_code
@@ -299,3 +307,131 @@ def test_twenty_thousand_rows_in_chunks_with_progress(
     job = national_db.get_one(BatchJob, view.id)
     assert (job.matched, job.not_found) == (15_000, 5_000)
     assert len(audit_entries(national_db, action="network.batch_verified", target_id=view.id)) == 20
+
+
+def _verify(
+    db: Session, spec: service.BatchSpec, rows: list[BatchRow | RowError]
+) -> tuple[list[service.RowResult], list[tuple[int, str, str, str, str, int]]]:
+    """The results of one chunk and the access-log rows it wrote (without ids and times)."""
+    before = db.query(AccessLogEntry.id).order_by(AccessLogEntry.id.desc()).limit(1).scalar() or 0
+    results = service.verify_batch_chunk(db, spec=spec, rows=rows)
+    logged = (
+        db.query(AccessLogEntry).filter(AccessLogEntry.id > before).order_by(AccessLogEntry.identity_id).all()
+    )
+    audit_ids = {e.audit_entry_id for e in logged}
+    assert len(audit_ids) <= 1  # a chunk is one bulk read: one summary entry
+    return results, [
+        (e.identity_id, e.resident_code, e.prefecture_code, e.organisation_code, e.query_kind, 1)
+        for e in logged
+    ]
+
+
+@pytest.mark.parametrize("kind", [BatchKind.FOUR_FACTS, BatchKind.RESIDENT_CODE])
+def test_a_chunk_gives_what_its_rows_give_one_by_one(
+    national_db: Session, store: Store, make_agency: Callable[..., Agency], kind: BatchKind
+) -> None:
+    """Set-based matching answers every row as if it were alone: matched, ambiguous,
+    partial, not found and invalid rows mixed, with the same access log."""
+    exact = store.person(name="高橋 健", kana="タカハシ ケン", birth=dt.date(1990, 2, 3))
+    for _ in range(2):
+        store.person(name="伊藤 翔", kana="イトウ ショウ", birth=dt.date(2001, 8, 8), address="千代田2番")
+    store.person(name="中村 優", kana="ナカムラ ユウ", birth=dt.date(1985, 12, 1), sex="female")
+    moved = store.person(name="移転 先", kana="イテン サキ", birth=dt.date(1970, 5, 5), lg_code="271004")
+    renamed = store.person(name="旧姓 花", kana="キュウセイ ハナ", birth=dt.date(1999, 9, 9), sex="female")
+    old_code = renamed.resident_code
+    store.change(
+        renamed, on=dt.date(2024, 1, 1), change_kind="resident_code_change", resident_code=new_resident_code()
+    )
+    agency = make_agency("nenkin", "pension-benefit")
+    job = national_db.get_one(
+        BatchJob,
+        service.create_batch(
+            national_db,
+            ctx=service.authorize(
+                national_db,
+                principal=service.client_principal(national_db, client_id=agency.client_id),
+                task_code="pension-benefit",
+                target="test",
+            ),
+            upload=service.receive_upload(iter([b"x\n"])),
+            kind=kind,
+            on_error=OnError.SKIP_BAD,
+            encoding=BatchEncoding.UTF8,
+        ).id,
+    )
+    spec = service.BatchSpec(job.id, agency.client_id, "pension-benefit", kind, OnError.SKIP_BAD, "utf-8")
+    if kind is BatchKind.FOUR_FACTS:
+        header = ["ref", "name_kana", "birth_date", "sex", "address"]
+        lines = [
+            ["m", "タカハシ ケン", "1990-02-03", "male", "東京都千代田区"],
+            ["m2", "たかはし けん", "平成2年2月3日", "1", "千代田区千代田"],
+            ["a", "イトウ ショウ", "2001-08-08", "male", "東京都"],
+            ["p", "ナカムラ ユウ", "1985-01-12", "female", "東京都千代田区"],
+            ["p2", "ナカムラ ユイ", "1985-12-01", "female", "大阪府"],
+            ["o", "イテン サキ", "1970-05-05", "male", "大阪府大阪市"],
+            ["n", "ヤマモト タロウ", "1960-01-01", "male", "大阪府"],
+            ["bad", "ﾀｶﾊｼ ｹﾝ", "1990-02-30", "male", "東京都"],
+        ]
+    else:
+        header = ["ref", "resident_code"]
+        lines = [
+            ["m", exact.resident_code],
+            ["o", moved.resident_code],
+            ["c", old_code],
+            ["n", new_resident_code()],
+            ["bad", "12345678901"],
+            ["m-again", exact.resident_code],
+        ]
+    columns = parse_batch_header(kind, header)
+    rows = [parse_batch_row(kind, columns, n, values) for n, values in enumerate(lines, start=2)]
+
+    together, logged_together = _verify(national_db, spec, rows)
+    alone: list[service.RowResult] = []
+    logged_alone: set[tuple[int, str, str, str, str, int]] = set()
+    for row in rows:
+        results, logged = _verify(national_db, spec, [row])
+        alone.extend(results)
+        logged_alone.update(logged)
+    assert together == alone
+    assert sorted(set(logged_together)) == sorted(logged_alone)
+    assert len(logged_together) == len(set(logged_together))  # one row per person handed out
+    outcomes = {r.ref: r.match.value for r in together}
+    if kind is BatchKind.FOUR_FACTS:
+        assert outcomes == {
+            "m": "matched",
+            "m2": "matched",
+            "a": "ambiguous",
+            "p": "partial",
+            "p2": "partial",
+            "o": "matched",
+            "n": "not_found",
+            "bad": "invalid",
+        }
+    else:
+        assert outcomes["n"] == "not_found"
+        assert outcomes["bad"] == "invalid"
+        assert {outcomes[k] for k in ("m", "o", "c", "m-again")} == {"matched"}
+        assert [r.note for r in together if r.ref == "c"] == ["code_changed"]
+
+
+def test_a_file_too_large_to_keep_parsed_is_read_again_with_the_same_result(
+    client: TestClient, store: Store, make_agency: Callable[..., Agency], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = [store.person(name=f"再読 {i}", kana=f"サイドク {'ア' * (i + 1)}") for i in range(3)]
+    agency = make_agency("nenkin", "pension-benefit")
+    body = "ref,resident_code\n" + "".join(
+        f"r{i},{code}\n"
+        for i, code in enumerate([p.resident_code for p in people] + ["bad", new_resident_code()])
+    )
+
+    def run() -> list[dict[str, str]]:
+        created = _upload(
+            client, agency, body, task="pension-benefit", kind="resident_code", on_error="skip_bad"
+        )
+        assert _status(client, agency, str(created["id"]), "pension-benefit")["status"] == "done"
+        return _result(client, agency, str(created["id"]), "pension-benefit")
+
+    kept = run()
+    monkeypatch.setattr(jobs, "KEEP_PARSED_ROWS", 2)
+    assert run() == kept
+    assert [r["match"] for r in kept] == ["matched", "matched", "matched", "invalid", "not_found"]

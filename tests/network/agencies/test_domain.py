@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jumin.core.errors import InvalidValue
+from jumin.core.names import legal_age, normalize_kana
 from jumin.network.agencies import service, storage
 from jumin.network.agencies.domain import (
     CHANGE_KIND_EVENTS,
@@ -21,7 +22,10 @@ from jumin.network.agencies.domain import (
     IdentityField,
     RowError,
     TaskCatalogue,
+    _kana_key,
     _one_edit_apart,
+    age_on,
+    birth_dates_for_ages,
     normalize_address,
     parse_batch_header,
     parse_batch_row,
@@ -203,3 +207,72 @@ def test_an_aborted_writer_leaves_nothing(tmp_path: Path) -> None:
     writer.write(b"personal data")
     writer.abort()
     assert not (tmp_path / "f").exists()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    on=st.one_of(
+        st.dates(dt.date(1960, 1, 1), dt.date(2100, 12, 31)),
+        st.sampled_from(
+            [dt.date(2023, 2, 28), dt.date(2024, 2, 28), dt.date(2024, 2, 29), dt.date(2024, 3, 1)]
+        ),
+    ),
+    min_age=st.one_of(st.none(), st.integers(0, 150)),
+    max_age=st.one_of(st.none(), st.integers(0, 150)),
+)
+def test_an_age_range_is_the_birth_date_range_the_extraction_queries(
+    on: dt.date, min_age: int | None, max_age: int | None
+) -> None:
+    earliest, latest = birth_dates_for_ages(on, min_age, max_age)
+    edges = {b for b in (earliest, latest) if b is not None}
+    around = {
+        e + dt.timedelta(days=d)
+        for e in edges | {on.replace(day=1), dt.date(on.year - 19, 3, 1)}
+        for d in range(-3, 4)
+    }
+    for birth in sorted(b for b in around if b <= on):
+        age = legal_age(birth, on)
+        wanted = (min_age is None or age >= min_age) and (max_age is None or age <= max_age)
+        inside = (earliest is None or birth >= earliest) and (latest is None or birth <= latest)
+        assert wanted == inside, (birth, age)
+
+
+_KANA_ALPHABET = [chr(c) for c in range(0x30A0, 0x3100)] + [
+    " ",
+    "\u3000",
+    "\t",
+    "a",
+    "ｶ",
+    "ﾞ",
+    "か",
+    "\u3099",
+    "゛",
+]
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from(_KANA_ALPHABET), max_size=10) | st.text(max_size=10))
+def test_the_batch_reading_key_is_normalize_kana(s: str) -> None:
+    assert _kana_key(s) == normalize_kana(s)
+
+
+@settings(max_examples=500)
+@given(
+    birth=st.dates(dt.date(1850, 1, 1), dt.date(2100, 12, 31)),
+    on=st.dates(dt.date(1850, 1, 1), dt.date(2100, 12, 31)),
+)
+def test_the_extraction_age_is_the_legal_age(birth: dt.date, on: dt.date) -> None:
+    if on < birth:
+        with pytest.raises(InvalidValue):
+            age_on(birth, on)
+    else:
+        assert age_on(birth, on) == legal_age(birth, on)
+
+
+def test_the_extraction_age_around_29_february() -> None:
+    for birth in (dt.date(2004, 2, 28), dt.date(2004, 2, 29), dt.date(2004, 3, 1)):
+        on = dt.date(2004, 2, 28)
+        while on < dt.date(2009, 3, 5):
+            if on >= birth:
+                assert age_on(birth, on) == legal_age(birth, on), (birth, on)
+            on += dt.timedelta(days=1)

@@ -247,3 +247,77 @@ def test_agencies_and_municipal_tokens_cannot_request(
         ).status_code
         == 403
     )
+
+
+def test_the_file_and_the_access_log_name_the_same_people_to_the_byte(
+    client: TestClient, national_db: Session, store: Store, tokyo: Headers, operator: Headers
+) -> None:
+    """Ages at their edges (29 February births on a non-leap reference date), quoting, a
+    corrected address: the exact file, the same on every backend, and one access-log
+    row for each person in it and nobody else."""
+    on = dt.date(2023, 2, 28)
+    leap = store.person(name="閏 一", kana="ウルウ ハジメ", birth=dt.date(2004, 2, 29), address="千代田1番")
+    march = store.person(
+        name='三月 "二", 次', kana=None, birth=dt.date(2004, 3, 1), lg_code="131130", address="渋谷1番, 2号"
+    )
+    too_young = store.person(name="若 三", kana="ワカ サン", birth=dt.date(2004, 3, 2))
+    oldest = store.person(
+        name="年長 四", kana="ネンチョウ シ", birth=dt.date(1958, 3, 2), address="千代田4番"
+    )
+    too_old = store.person(name="高齢 五", kana="コウレイ ゴ", birth=dt.date(1958, 3, 1))
+    corrected = store.person(
+        name="訂正 六", kana="テイセイ ロク", birth=dt.date(1980, 1, 1), address="旧住所"
+    )
+    store.change(corrected, on=dt.date(2000, 1, 1), change_kind="clerical_correction", address="千代田6番")
+    r = client.post(
+        URL,
+        json={"reference_date": on.isoformat(), "min_age": 19, "max_age": 64, "purpose": "年齢の境界の確認"},
+        headers=tokyo,
+    )
+    assert r.status_code == 201, r.text
+    extraction_id = r.json()["id"]
+    client.post(f"{URL}/{extraction_id}/approve", json={}, headers=operator)
+    status = client.get(f"{URL}/{extraction_id}", headers=tokyo).json()
+    assert status["status"] == "ready", status
+
+    tokyo13, chiyoda, shibuya = "13", ("131016", "千代田区"), ("131130", "渋谷区")
+    expected = [
+        (tokyo13, *chiyoda, leap.resident_code, "閏 一", "ウルウ ハジメ", "2004-02-29", "male", "19",
+         "東京都千代田区千代田1番"),
+        (tokyo13, *chiyoda, oldest.resident_code, "年長 四", "ネンチョウ シ", "1958-03-02", "male",
+         "64", "東京都千代田区千代田4番"),
+        (tokyo13, *chiyoda, corrected.resident_code, "訂正 六", "テイセイ ロク", "1980-01-01", "male",
+         "43", "東京都千代田区千代田6番"),
+        (tokyo13, *shibuya, march.resident_code, '三月 "二", 次', "", "2004-03-01", "male", "19",
+         "東京都渋谷区渋谷1番, 2号"),
+    ]  # fmt: skip
+    expected.sort(key=lambda row: (row[1], row[3]))
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\r\n")
+    out.writerow(
+        ["prefecture_code", "lg_code", "municipality", "resident_code", "name", "name_kana", "birth_date",
+         "sex", "age", "address"]
+    )  # fmt: skip
+    out.writerows(expected)
+    got = client.get(f"{URL}/{extraction_id}/result.csv", headers=tokyo)
+    assert got.content == text.getvalue().encode("utf-8-sig")
+    assert status["row_count"] == 4
+
+    pyarrow = pytest.importorskip("pyarrow.parquet")
+    table = pyarrow.read_table(
+        io.BytesIO(client.get(f"{URL}/{extraction_id}/result.parquet", headers=tokyo).content)
+    )
+    assert [tuple(str(v) for v in row.values()) for row in table.to_pylist()] == expected
+
+    produced = audit_entries(national_db, action="network.extraction_produced", target_id=extraction_id)[0]
+    logged = national_db.query(AccessLogEntry).filter_by(task_code=f"extraction:{extraction_id}").all()
+    assert sorted(e.resident_code for e in logged) == sorted(row[3] for row in expected)
+    assert {e.identity_id for e in logged} == {leap.identity_id, march.identity_id, oldest.identity_id,
+                                               corrected.identity_id}  # fmt: skip
+    assert {(e.audit_entry_id, e.prefecture_code, e.query_kind, e.actor_kind) for e in logged} == {
+        (produced.id, "13", "prefecture_extraction", "staff")
+    }
+    assert {e.purpose for e in logged} == {"年齢の境界の確認"}
+    assert all(e.accessed_at is not None for e in logged)
+    assert too_young.identity_id not in {e.identity_id for e in logged}
+    assert too_old.identity_id not in {e.identity_id for e in logged}

@@ -8,23 +8,34 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Column,
     Date,
+    MetaData,
+    Select,
+    String,
+    Table,
     TextualSelect,
     and_,
+    any_,
     bindparam,
     delete,
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
+    true,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
+from jumin.db import UTCDateTime
 from jumin.network.agencies.models import (
     AccessLogEntry,
     AgencyClientRecord,
@@ -56,6 +67,10 @@ def _insert_ignoring_duplicates(
     dialect = session.get_bind().dialect.name
     stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
     session.execute(stmt.on_conflict_do_nothing(index_elements=keys), rows)
+
+
+def _on_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 # --- clients and grants ---------------------------------------------------------------------------
@@ -122,6 +137,43 @@ def identities_by_ids(session: Session, ids: Iterable[int]) -> list[IdentityReco
     found: list[IdentityRecord] = []
     for chunk in _chunks(sorted(set(ids))):
         found.extend(session.execute(select(IdentityRecord).where(IdentityRecord.id.in_(chunk))).scalars())
+    return found
+
+
+PERSON_COLUMNS = (
+    IdentityRecord.id,
+    IdentityRecord.resident_code,
+    IdentityRecord.prefecture_code,
+    IdentityRecord.status,
+    IdentityRecord.removal_reason,
+    IdentityRecord.name,
+    IdentityRecord.name_kana,
+    IdentityRecord.birth_date,
+    IdentityRecord.sex,
+    IdentityRecord.address_lg_code,
+    IdentityRecord.address,
+    IdentityRecord.individual_number_encrypted,
+    IdentityRecord.change_kind,
+    IdentityRecord.changed_on,
+)
+
+
+def identity_rows_by_ids(session: Session, ids: Iterable[int]) -> list[Any]:
+    """What a person's view needs of these identities, as plain rows (no ORM objects to build)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    if _on_postgresql(session):
+        return list(
+            session.execute(
+                select(*PERSON_COLUMNS).where(
+                    IdentityRecord.id == any_(bindparam("ids", wanted, type_=ARRAY(BigInteger)))
+                )
+            )
+        )
+    found: list[Any] = []
+    for chunk in _chunks(wanted):
+        found.extend(session.execute(select(*PERSON_COLUMNS).where(IdentityRecord.id.in_(chunk))))
     return found
 
 
@@ -211,18 +263,50 @@ def _joined_on_keys(kind: str, size: int) -> TextualSelect:
     )
 
 
+@cache
+def _joined_on_arrays(kind: str) -> TextualSelect:
+    """PostgreSQL: ``national_identities`` joined to the keys given as arrays (unnest).
+
+    The whole chunk's keys travel as one array per column: one statement, two parameters.
+    The lateral subquery (OFFSET 0 keeps the planner from flattening it) makes the join one
+    index probe per key: as a plain join, the planner, which cannot see into the arrays,
+    hashes the whole store instead.
+    """
+    table = IdentityRecord.__tablename__
+    columns = ", ".join(f"n.{c.key}" for c in CANDIDATE_COLUMNS)
+    if kind == "reading":
+        keys = "unnest(CAST(:k AS text[]), CAST(:b AS date[])) AS keys(k, b)"
+        on = "n.search_kana = keys.k AND n.birth_date = keys.b AND n.prefecture_code IN ("
+        on += ", ".join(f"'{p}'" for p in ALL_PREFECTURES) + ")"
+    else:
+        keys = "unnest(CAST(:b AS date[]), CAST(:s AS text[])) AS keys(b, s)"
+        on = "n.birth_date = keys.b AND n.sex = keys.s"
+    # Only names from the model and constants go into the text; every value is bound.
+    sql = (
+        f"SELECT {columns} FROM {keys} CROSS JOIN LATERAL "  # noqa: S608
+        f"(SELECT {columns} FROM {table} n WHERE {on} OFFSET 0) n LIMIT :row_limit"
+    )
+    return text(sql).columns(*CANDIDATE_COLUMNS)
+
+
 def _by_keys(session: Session, kind: str, keys: list[dict[str, Any]], limit: int) -> list[Any]:
+    if not keys:
+        return []
+    if _on_postgresql(session):
+        params: dict[str, Any] = {c: [key[c] for key in keys] for c in keys[0]}
+        params["row_limit"] = limit
+        return list(session.execute(_joined_on_arrays(kind), params).all())
     found: list[Any] = []
     largest = _KEY_BUCKETS[-1]
     for i in range(0, len(keys), largest):
         part = keys[i : i + largest]
         size = next(b for b in _KEY_BUCKETS if b >= len(part))
         part += [_NO_MATCH] * (size - len(part))
-        params: dict[str, Any] = {"row_limit": limit}
+        bound: dict[str, Any] = {"row_limit": limit}
         for n, key in enumerate(part):
             for c, v in key.items():
-                params[f"{c}{n}"] = v
-        found.extend(session.execute(_joined_on_keys(kind, size), params).all())
+                bound[f"{c}{n}"] = v
+        found.extend(session.execute(_joined_on_keys(kind, size), bound).all())
     return found
 
 
@@ -306,47 +390,156 @@ def feed_page(
     ).all()
 
 
-def residents_on(
-    session: Session, *, prefecture_code: str, on: dt.date, lg_codes: Sequence[str]
-) -> Iterator[Sequence[Any]]:
-    """Everyone living (status live) in the prefecture on ``on``, in pages, one snapshot.
+_staging = MetaData()
+# The residents an extraction hands out, fixed once: the files are written from it and the
+# access log is filled from it, so both name the same persons whatever commits meanwhile
+# (PostgreSQL's READ COMMITTED gives each statement its own snapshot).
+EXTRACTION_STAGE = Table(
+    "jumin_extraction_stage",
+    _staging,
+    Column("identity_id", BigInteger, nullable=False),
+    Column("prefecture_code", String(2), nullable=False),
+    Column("lg_code", String(6), nullable=False),
+    Column("resident_code", String(11), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("name_kana", String(200)),
+    Column("birth_date", Date, nullable=False),
+    Column("sex", String(8), nullable=False),
+    Column("address_lg_code", String(6), nullable=False),
+    Column("address", String(300), nullable=False),
+    prefixes=["TEMPORARY"],
+)
 
-    One version per person: where corrections left overlapping versions, the one
-    recorded last wins. Streamed with a server-side cursor where the backend has one.
-    """
+
+def _residents_on_query(
+    *,
+    prefecture_code: str,
+    on: dt.date,
+    lg_codes: Sequence[str],
+    born_from: dt.date | None = None,
+    born_until: dt.date | None = None,
+) -> Select[*tuple[Any, ...]]:
     newer = aliased(IdentityHistory)
     h = IdentityHistory
-    query = (
-        select(
-            h.identity_id,
-            h.prefecture_code,
-            h.lg_code,
-            h.resident_code,
-            h.name,
-            h.name_kana,
-            h.birth_date,
-            h.sex,
-            h.address_lg_code,
-            h.address,
-        )
-        .where(
-            h.prefecture_code == prefecture_code,
-            _valid_on(h, on),
-            h.status == "live",
-            ~exists().where(newer.identity_id == h.identity_id, newer.id > h.id, _valid_on(newer, on)),
-        )
-        .order_by(h.lg_code, h.resident_code)
+    query: Select[*tuple[Any, ...]] = select(
+        h.identity_id,
+        h.prefecture_code,
+        h.lg_code,
+        h.resident_code,
+        h.name,
+        h.name_kana,
+        h.birth_date,
+        h.sex,
+        h.address_lg_code,
+        h.address,
+    ).where(
+        h.prefecture_code == prefecture_code,
+        _valid_on(h, on),
+        h.status == "live",
+        ~exists().where(newer.identity_id == h.identity_id, newer.id > h.id, _valid_on(newer, on)),
     )
     if lg_codes:
-        query = query.where(h.lg_code.in_(lg_codes))
-    result = session.execute(query, execution_options={"stream_results": True, "yield_per": 5000})
-    yield from result.partitions()
+        query = query.where(h.lg_code.in_(list(lg_codes)))
+    if born_from is not None or born_until is not None:
+        in_range = and_(
+            true() if born_from is None else h.birth_date >= born_from,
+            true() if born_until is None else h.birth_date <= born_until,
+        )
+        # Someone born after the date stays in, so that computing their age fails as before.
+        query = query.where(or_(in_range, h.birth_date > on))
+    return query
+
+
+def stage_residents_on(
+    session: Session,
+    *,
+    prefecture_code: str,
+    on: dt.date,
+    lg_codes: Sequence[str],
+    born_from: dt.date | None,
+    born_until: dt.date | None,
+) -> int:
+    """Fix the extraction's residents in a temporary table (one statement: one snapshot)."""
+    conn = session.connection()
+    EXTRACTION_STAGE.drop(conn, checkfirst=True)
+    EXTRACTION_STAGE.create(conn)
+    query = _residents_on_query(
+        prefecture_code=prefecture_code, on=on, lg_codes=lg_codes, born_from=born_from, born_until=born_until
+    )
+    stage = insert(EXTRACTION_STAGE).from_select(list(EXTRACTION_STAGE.c.keys()), query)
+    if not _on_postgresql(session):
+        return int(getattr(conn.execute(stage, execution_options={"preserve_rowcount": True}), "rowcount", 0))
+    # "No newer version on the date" is one identity-index probe per resident of the
+    # prefecture; the planner would rather hash every version of every prefecture (the
+    # whole store, ten times the rows). Only for this statement: the settings come back.
+    joins = ("enable_hashjoin", "enable_mergejoin")
+    before = conn.execute(
+        text("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')")
+    ).one()
+    for name in joins:
+        conn.execute(text("SELECT set_config(:name, 'off', true)"), {"name": name})
+    result = conn.execute(stage, execution_options={"preserve_rowcount": True})
+    for name, value in zip(joins, before, strict=True):
+        conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+    return int(getattr(result, "rowcount", 0))
+
+
+def staged_residents(session: Session, *, page: int) -> Iterator[list[tuple[Any, ...]]]:
+    """The staged residents in file order, ``page`` at a time (a server-side cursor on PostgreSQL)."""
+    s = EXTRACTION_STAGE.c
+    result = session.connection().execute(
+        select(*EXTRACTION_STAGE.c).order_by(s.lg_code, s.resident_code),
+        execution_options={"stream_results": True, "yield_per": page},
+    )
+    for part in result.partitions():
+        yield [tuple(r) for r in part]
+
+
+def log_staged_residents(session: Session, values: dict[str, Any]) -> int:
+    """One access-log row per staged resident, written inside the database; the stage is dropped."""
+    s = EXTRACTION_STAGE.c
+    conn = session.connection()
+    columns = ["identity_id", "resident_code", "prefecture_code", *values]
+    query = select(
+        s.identity_id,
+        s.resident_code,
+        s.prefecture_code,
+        *[literal(v, AccessLogEntry.__table__.c[k].type).label(k) for k, v in values.items()],
+    )
+    result = conn.execute(
+        insert(AccessLogEntry).from_select(columns, query), execution_options={"preserve_rowcount": True}
+    )
+    EXTRACTION_STAGE.drop(conn)
+    return int(getattr(result, "rowcount", 0))
 
 
 # --- agency codes ---------------------------------------------------------------------------------
 
 
+_AGENCY_CODES_FROM_ARRAYS = text(
+    f"INSERT INTO {AgencyCode.__tablename__} (organisation_code, identity_id, agency_code, issued_at) "  # noqa: S608
+    "SELECT :organisation_code, i, c, :issued_at FROM unnest(CAST(:ids AS bigint[]), CAST(:codes AS text[])) "
+    "AS t(i, c) ON CONFLICT (organisation_code, identity_id) DO NOTHING"
+).bindparams(bindparam("issued_at", type_=AgencyCode.__table__.c.issued_at.type))
+
+
 def add_agency_codes(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    organisations = {r["organisation_code"] for r in rows}
+    issued = {r["issued_at"] for r in rows}
+    if _on_postgresql(session) and len(organisations) == 1 and len(issued) == 1:
+        # One statement for the whole set instead of a statement per 500 rows.
+        session.execute(
+            _AGENCY_CODES_FROM_ARRAYS,
+            {
+                "organisation_code": organisations.pop(),
+                "issued_at": issued.pop(),
+                "ids": [r["identity_id"] for r in rows],
+                "codes": [r["agency_code"] for r in rows],
+            },
+        )
+        return
     for i in range(0, len(rows), 500):
         _insert_ignoring_duplicates(
             session, AgencyCode, rows[i : i + 500], ["organisation_code", "identity_id"]
@@ -364,18 +557,51 @@ def identity_for_agency_code(session: Session, organisation_code: str, agency_co
 # --- access log -----------------------------------------------------------------------------------
 
 
+_ACCESS_COLUMNS = tuple(c for c in AccessLogEntry.__table__.c if c.key != "id")
+
+
+_ARRAY_TYPES = {"identity_id": "bigint", "audit_entry_id": "bigint", "accessed_at": "timestamptz"}
+
+
+@cache
+def _access_rows_from_arrays(varying: tuple[str, ...]) -> Any:
+    """INSERT … SELECT FROM unnest: one array per column that varies, a scalar for the rest."""
+    names = [c.key for c in _ACCESS_COLUMNS]
+    arrays = ", ".join(f"CAST(:{n} AS {_ARRAY_TYPES.get(n, 'text')}[])" for n in varying)
+    values = ", ".join(
+        f"t.{n}" if n in varying else f"CAST(:{n} AS {_ARRAY_TYPES.get(n, 'text')})" for n in names
+    )
+    return text(
+        f"INSERT INTO {AccessLogEntry.__tablename__} ({', '.join(names)}) "  # noqa: S608
+        f"SELECT {values} FROM unnest({arrays}) AS t({', '.join(varying)})"
+    )
+
+
 def add_access_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    if _on_postgresql(session) and len(rows) > 1:
+        # One statement for the whole set instead of a round trip per row.
+        dialect = session.get_bind().dialect
+        stamp = UTCDateTime()
+        params: dict[str, Any] = {}
+        varying: list[str] = []
+        for c in _ACCESS_COLUMNS:
+            values = [r[c.key] for r in rows]
+            if c.key == "accessed_at":
+                values = [stamp.process_bind_param(v, dialect) for v in values]
+            if all(v == values[0] for v in values):
+                params[c.key] = values[0]
+            else:
+                params[c.key] = values
+                varying.append(c.key)
+        if not varying:
+            varying.append("identity_id")
+            params["identity_id"] = [r["identity_id"] for r in rows]
+        session.execute(_access_rows_from_arrays(tuple(varying)), params)
+        return
     for i in range(0, len(rows), 1000):
         session.execute(insert(AccessLogEntry), rows[i : i + 1000])
-
-
-def link_access_rows(session: Session, *, task_code: str, audit_entry_id: int) -> None:
-    session.execute(
-        update(AccessLogEntry)
-        .where(AccessLogEntry.task_code == task_code, AccessLogEntry.audit_entry_id == 0)
-        .values(audit_entry_id=audit_entry_id)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def access_log(

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,7 +45,6 @@ from jumin.audit.domain import Actor, ActorKind, AuditAction
 from jumin.core.errors import AccessDenied, Conflict, InvalidValue, NotFound
 from jumin.core.ids import IndividualNumber, LgCode, ResidentCode
 from jumin.core.municipalities import MunicipalityKind, load_master
-from jumin.core.names import legal_age
 from jumin.db import utcnow
 from jumin.keys import data_keyring, load_or_create_secret, lookup_hash
 from jumin.network import service as codes_service
@@ -75,6 +75,8 @@ from jumin.network.agencies.domain import (
     StatutoryTask,
     TaskCatalogue,
     TaskNotGranted,
+    age_on,
+    birth_dates_for_ages,
     change_kinds_for,
     check_agency_code,
     derive_agency_code,
@@ -223,7 +225,12 @@ class AgencyContext:
         return accounts.actor_of(self.principal)
 
 
-def _number_of(record: IdentityRecord) -> str | None:
+# A person's view is built from an ORM object (lookups) or from a plain row of
+# repository.PERSON_COLUMNS (batches, where building ORM objects cost more than the query).
+Source = IdentityRecord | IdentityHistory | Row[Any]
+
+
+def _number_of(record: IdentityRecord | Row[Any]) -> str | None:
     """The person's 個人番号, opened from the store.
 
     The ciphertext is bound to the 住民票コード as associated data, as the national codes
@@ -238,10 +245,18 @@ def _number_of(record: IdentityRecord) -> str | None:
         raise RuntimeError("an individual number in the identity store does not open") from exc
 
 
+@cache
+def _returned_fields(task: StatutoryTask, history: bool) -> tuple[str, ...]:
+    returned = [f.value for f in IdentityField if f in task.fields and f is not IdentityField.HISTORY]
+    if history and IdentityField.INDIVIDUAL_NUMBER.value in returned:
+        returned.remove(IdentityField.INDIVIDUAL_NUMBER.value)  # versions keep only its hash
+    return tuple(returned)
+
+
 def _person(
     task: StatutoryTask,
     agency_code: str,
-    src: IdentityRecord | IdentityHistory,
+    src: Source,
     *,
     individual_number: str | None = None,
 ) -> PersonView:
@@ -250,32 +265,34 @@ def _person(
     def pick(f: IdentityField, value: Any) -> Any:
         return value if f in allowed else None
 
-    returned = [f.value for f in IdentityField if f in allowed and f is not IdentityField.HISTORY]
-    changed_on = src.changed_on if isinstance(src, IdentityRecord) else src.valid_from
-    history = isinstance(src, IdentityHistory)
-    if history and IdentityField.INDIVIDUAL_NUMBER.value in returned:
-        returned.remove(IdentityField.INDIVIDUAL_NUMBER.value)  # versions keep only its hash
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+    if isinstance(src, IdentityHistory):
+        history, changed_on, valid_from, valid_to = True, src.valid_from, src.valid_from, src.valid_to
+    else:
+        history, changed_on = False, src.changed_on
+    address = IdentityField.ADDRESS in allowed
     return PersonView(
         agency_code=agency_code,
-        fields=tuple(returned),
+        fields=_returned_fields(task, history),
         resident_code=pick(IdentityField.RESIDENT_CODE, src.resident_code),
         individual_number=None if history else pick(IdentityField.INDIVIDUAL_NUMBER, individual_number),
         name=pick(IdentityField.NAME, src.name),
         name_kana=pick(IdentityField.NAME_KANA, src.name_kana),
         birth_date=pick(IdentityField.BIRTH_DATE, src.birth_date),
         sex=pick(IdentityField.SEX, src.sex),
-        address=pick(IdentityField.ADDRESS, full_address(src.address_lg_code, src.address)),
-        address_lg_code=pick(IdentityField.ADDRESS, src.address_lg_code),
+        address=full_address(src.address_lg_code, src.address) if address else None,
+        address_lg_code=src.address_lg_code if address else None,
         status=pick(IdentityField.STATUS, src.status),
         removal_reason=pick(IdentityField.STATUS, src.removal_reason),
         change_kind=pick(IdentityField.STATUS, src.change_kind),
         changed_on=pick(IdentityField.STATUS, changed_on),
-        valid_from=src.valid_from if isinstance(src, IdentityHistory) else None,
-        valid_to=src.valid_to if isinstance(src, IdentityHistory) else None,
+        valid_from=valid_from,
+        valid_to=valid_to,
     )
 
 
-def _person_of_record(task: StatutoryTask, agency_code: str, record: IdentityRecord) -> PersonView:
+def _person_of_record(task: StatutoryTask, agency_code: str, record: IdentityRecord | Row[Any]) -> PersonView:
     number = _number_of(record) if task.allows(IdentityField.INDIVIDUAL_NUMBER) else None
     return _person(task, agency_code, record, individual_number=number)
 
@@ -573,8 +590,8 @@ class Handed:
     prefecture_code: str
 
 
-def _handed(src: IdentityRecord | IdentityHistory) -> Handed:
-    identity_id = src.id if isinstance(src, IdentityRecord) else src.identity_id
+def _handed(src: Source) -> Handed:
+    identity_id = src.identity_id if isinstance(src, IdentityHistory) else src.id
     return Handed(identity_id, src.resident_code, src.prefecture_code)
 
 
@@ -662,7 +679,7 @@ def _hand_out(
     ctx: AgencyContext,
     *,
     query_kind: str,
-    sources: Sequence[IdentityRecord | IdentityHistory],
+    sources: Sequence[Source],
     action: AuditAction = AuditAction.IDENTITY_LOOKUP,
     bulk_target: tuple[str, str] | None = None,
     detail: str = "",
@@ -748,16 +765,27 @@ def lookup_by_agency_code(session: Session, *, ctx: AgencyContext, agency_code: 
     return _single(session, ctx, "agency_code", records)
 
 
+@cache
+def _place_keys(lg_code: str) -> tuple[str, str, str]:
+    """(prefecture + municipality as written, its matching key, the prefecture's key)."""
+    prefecture, municipality = _place(lg_code)
+    return (
+        f"{prefecture}{municipality}",
+        normalize_address(f"{prefecture}{municipality}"),
+        normalize_address(prefecture),
+    )
+
+
 def _candidate(row: Any) -> CandidateFacts:
-    prefecture, municipality = _place(row.address_lg_code)
+    written, municipality_prefix, prefecture_name = _place_keys(row.address_lg_code)
     return CandidateFacts(
         identity_id=row.id,
         search_kana=row.search_kana,
         birth_date=row.birth_date,
         sex=row.sex,
-        full_address=normalize_address(f"{prefecture}{municipality}{row.address}"),
-        municipality_prefix=normalize_address(f"{prefecture}{municipality}"),
-        prefecture_name=normalize_address(prefecture),
+        full_address=normalize_address(f"{written}{row.address}"),
+        municipality_prefix=municipality_prefix,
+        prefecture_name=prefecture_name,
     )
 
 
@@ -1875,7 +1903,7 @@ def verify_batch_chunk(
     ctx = _batch_context(session, spec)
     valid = [r for r in rows if isinstance(r, BatchRow)]
     results: dict[int, RowResult] = {}
-    matched: dict[int, IdentityRecord] = {}
+    matched: dict[int, IdentityRecord | Row[Any]] = {}
     if spec.kind is BatchKind.RESIDENT_CODE:
         found, changed = _records_for_codes(session, [r.resident_code for r in valid if r.resident_code])
         for r in valid:
@@ -1913,7 +1941,7 @@ def verify_batch_chunk(
                 )
                 ranked_by_line[r.line] = _rank_from(r.facts, pool)
         exact_ids = {s.identity_id for ranked in ranked_by_line.values() for s in ranked if s.exact}
-        records = {x.id: x for x in repository.identities_by_ids(session, exact_ids)}
+        records = {x.id: x for x in repository.identity_rows_by_ids(session, exact_ids)}
         for r in queries:
             ranked = ranked_by_line.get(r.line, [])
             outcome = outcome_of(ranked)
@@ -1940,8 +1968,8 @@ def verify_batch_chunk(
         bulk_target=("batch", spec.id),
         detail=f"lines={min(lines)}-{max(lines)}" if lines else "",
     )
-    for line, record in matched.items():
-        results[line] = replace(results[line], person=_person_of_record(ctx.task, codes[record.id], record))
+    for line, person in matched.items():
+        results[line] = replace(results[line], person=_person_of_record(ctx.task, codes[person.id], person))
     for bad in rows:
         if isinstance(bad, RowError):
             results[bad.line] = RowResult(bad.line, bad.ref, MatchOutcome.INVALID, note=bad.reason)
@@ -1990,8 +2018,9 @@ def result_values(columns: Sequence[str], result: RowResult) -> list[str]:
         "note": result.note,
         "agency_code": result.person.agency_code if result.person else "",
     }
-    person = person_json(result.person) if result.person else {}
-    return [base[c] if c in base else str(person.get(c) or "") for c in columns]
+    p = result.person
+    # As person_json gives them, without building the whole dict for every row.
+    return [base[c] if c in base else str((_json_value(getattr(p, c)) if p else None) or "") for c in columns]
 
 
 # --- the extraction worker's steps ----------------------------------------------------------------
@@ -2047,64 +2076,62 @@ def _extraction_task_code(extraction_id: str) -> str:
     return f"extraction:{extraction_id}"
 
 
-def extraction_rows(session: Session, *, spec: ExtractionSpec) -> Iterator[list[dict[str, Any]]]:
-    """The residents on the reference date, page by page, each page in the access log.
+# Rows per page of an extraction: one Parquet row group, read from the database at once.
+EXTRACTION_PAGE = 50_000
+ExtractionColumns = dict[str, list[Any]]
 
-    The access-log rows name the requesting prefecture and clerk; they are tied to the
-    audit entry that :func:`finish_extraction` writes in the same transaction.
+
+def extraction_rows(session: Session, *, spec: ExtractionSpec) -> Iterator[ExtractionColumns]:
+    """The residents on the reference date, page by page, by column (EXTRACTION_COLUMNS).
+
+    The persons are fixed first (the age range as a birth-date range, inside the query);
+    :func:`finish_extraction` writes their access-log rows from that same set in the same
+    transaction, tied to its audit entry.
     """
-    row = repository.extraction(session, spec.id)
-    assert row is not None
-    accessor = extraction_actor(row)
-    for page in repository.residents_on(
-        session, prefecture_code=spec.prefecture_code, on=spec.reference_date, lg_codes=spec.lg_codes
-    ):
-        out: list[dict[str, Any]] = []
-        handed: list[Handed] = []
-        for r in page:
-            age = legal_age(r.birth_date, spec.reference_date)
-            if (spec.min_age is not None and age < spec.min_age) or (
-                spec.max_age is not None and age > spec.max_age
-            ):
-                continue
-            out.append(
-                {
-                    "prefecture_code": r.prefecture_code,
-                    "lg_code": r.lg_code,
-                    "municipality": municipality_name(r.lg_code),
-                    "resident_code": r.resident_code,
-                    "name": r.name,
-                    "name_kana": r.name_kana or "",
-                    "birth_date": r.birth_date,
-                    "sex": r.sex,
-                    "age": age,
-                    "address": full_address(r.address_lg_code, r.address),
-                }
-            )
-            handed.append(Handed(r.identity_id, r.resident_code, r.prefecture_code))
-        if not out:
-            continue
-        now = utcnow()
-        repository.add_access_rows(
-            session,
-            [
-                {
-                    "identity_id": h.identity_id,
-                    "resident_code": h.resident_code,
-                    "prefecture_code": h.prefecture_code,
-                    "accessed_at": now,
-                    "organisation_code": accessor.organisation_code,
-                    "actor_kind": accessor.kind.value,
-                    "actor_id": accessor.actor_id,
-                    "task_code": _extraction_task_code(spec.id),
-                    "purpose": row.purpose[:500],
-                    "query_kind": "prefecture_extraction",
-                    "audit_entry_id": 0,  # set by finish_extraction
-                }
-                for h in handed
-            ],
+    born_from, born_until = birth_dates_for_ages(spec.reference_date, spec.min_age, spec.max_age)
+    repository.stage_residents_on(
+        session,
+        prefecture_code=spec.prefecture_code,
+        on=spec.reference_date,
+        lg_codes=spec.lg_codes,
+        born_from=born_from,
+        born_until=born_until,
+    )
+    ages: dict[dt.date, int] = {}
+    places: dict[str, tuple[str, str]] = {}
+
+    def age_of(birth: dt.date) -> int:
+        age = age_on(birth, spec.reference_date)
+        if (spec.min_age is not None and age < spec.min_age) or (
+            spec.max_age is not None and age > spec.max_age
+        ):
+            # The access log would name someone the files leave out.
+            raise RuntimeError("the birth-date range of an extraction disagrees with its age range")
+        ages[birth] = age
+        return age
+
+    def place(lg_code: str) -> tuple[str, str]:
+        found = places[lg_code] = _place(lg_code)
+        return found
+
+    for page in repository.staged_residents(session, page=EXTRACTION_PAGE):
+        _, prefectures, lg_codes, codes, names, kana, births, sexes, address_lgs, lines = (
+            list(c) for c in zip(*page, strict=True)
         )
-        yield out
+        yield {
+            "prefecture_code": prefectures,
+            "lg_code": lg_codes,
+            "municipality": [(places.get(c) or place(c))[1] for c in lg_codes],
+            "resident_code": codes,
+            "name": names,
+            "name_kana": [k or "" for k in kana],
+            "birth_date": births,
+            "sex": sexes,
+            "age": [ages[b] if b in ages else age_of(b) for b in births],
+            "address": [
+                "".join(places.get(c) or place(c)) + line for c, line in zip(address_lgs, lines, strict=True)
+            ],
+        }
 
 
 def finish_extraction(
@@ -2131,7 +2158,22 @@ def finish_extraction(
             f"csv_sha256={csv_sha256} parquet_sha256={parquet_sha256 or '-'}"
         ),
     )
-    repository.link_access_rows(session, task_code=_extraction_task_code(row.id), audit_entry_id=entry.id)
+    accessor = extraction_actor(row)
+    logged = repository.log_staged_residents(
+        session,
+        {
+            "accessed_at": utcnow(),
+            "organisation_code": accessor.organisation_code,
+            "actor_kind": accessor.kind.value,
+            "actor_id": accessor.actor_id,
+            "task_code": _extraction_task_code(spec.id),
+            "purpose": row.purpose[:500],
+            "query_kind": "prefecture_extraction",
+            "audit_entry_id": entry.id,
+        },
+    )
+    if logged != row_count:
+        raise RuntimeError("an extraction's access log does not name every person in its files")
     return _extraction_view(row)
 
 
