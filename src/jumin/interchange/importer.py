@@ -517,6 +517,7 @@ def import_municipality(
         for seq, (message_record, effective_on, kind) in enumerate(messages, start=1):
             fields = live_fields if seq == 1 else json.loads(record_to_json(message_record))
             payload = _identity_payload(message_record, fields, effective_on=effective_on, kind=kind)
+            key = uuid.uuid4().hex
             row = {
                 "lg_code": lg,
                 "person_id": person_id,
@@ -524,7 +525,7 @@ def import_municipality(
                 "seq": seq,
                 "kind": _IDENTITY_CHANGED,
                 "destination_lg_code": None,
-                "idempotency_key": uuid.uuid4().hex,
+                "idempotency_key": key,
                 "payload": json.dumps(sealer.seal(payload), ensure_ascii=False, sort_keys=True),
                 "event_id": event_ids[(first if seq == 1 else removal_event or first).event_no],
                 "created_at": now,
@@ -534,8 +535,18 @@ def import_municipality(
             if keep_messages:
                 # What the relay would send (registry.relay.wire_message), kept so that the
                 # national seed need not read back and unseal what was just written.
-                fields = {k: v for k, v in row.items() if k not in ("payload", "delivered_at")}
-                wire.append(relay.wire_message(OutboxMessage(**fields), payload))
+                wire.append(
+                    relay.wire_fields(
+                        kind=_IDENTITY_CHANGED,
+                        idempotency_key=key,
+                        person_id=person_id,
+                        seq=seq,
+                        resident_code=p.resident_code,
+                        destination_lg_code=None,
+                        created_at=now,
+                        payload=payload,
+                    )
+                )
         persons.append(
             {
                 "id": person_id,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jumin.audit import service as audit
@@ -72,6 +72,13 @@ def _chunks(values: Sequence[str], size: int = 900) -> list[Sequence[str]]:
 
 
 def _existing(session: Session, column: Any, values: Sequence[str]) -> set[str]:
+    if not values:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter: an IN list of 900 is compiled anew for every chunk.
+        return {
+            str(v) for v in session.execute(select(column).where(column == func.any(list(values)))).scalars()
+        }
     found: set[str] = set()
     for chunk in _chunks(values):
         found.update(str(v) for v in session.execute(select(column).where(column.in_(chunk))).scalars())

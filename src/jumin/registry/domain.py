@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -637,10 +636,16 @@ CHANGE_TYPES: Mapping[str, type[Change]] = {
 _PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 
 
-@functools.cache
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
 def _field_names(kind: type) -> tuple[str, ...] | None:
     """A dataclass's field names, looked up once per class (records are serialised in bulk)."""
-    return tuple(f.name for f in dataclasses.fields(kind)) if dataclasses.is_dataclass(kind) else None
+    if kind not in _FIELD_NAMES:
+        _FIELD_NAMES[kind] = (
+            tuple(f.name for f in dataclasses.fields(kind)) if dataclasses.is_dataclass(kind) else None
+        )
+    return _FIELD_NAMES[kind]
 
 
 def _to_jsonable(value: Any) -> Any:

@@ -100,13 +100,37 @@ class OutgoingBatch:
 
 
 def wire_message(message: OutboxMessage, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """One outbox message as the inbox takes it.
+    """One outbox message as the inbox takes it (:func:`wire_fields`)."""
+    return wire_fields(
+        kind=message.kind,
+        idempotency_key=message.idempotency_key,
+        person_id=message.person_id,
+        seq=message.seq,
+        resident_code=message.resident_code,
+        destination_lg_code=message.destination_lg_code,
+        created_at=message.created_at,
+        payload=payload,
+    )
+
+
+def wire_fields(
+    *,
+    kind: str,
+    idempotency_key: str,
+    person_id: int,
+    seq: int,
+    resident_code: str,
+    destination_lg_code: str | None,
+    created_at: dt.datetime,
+    payload: Mapping[str, Any],
+) -> dict[str, Any]:
+    """An outbox message's fields as the inbox takes them (a bulk import has them before the row).
 
     An identity change carries the 本人確認情報 only, not the whole record: the national
     store keeps nothing else (本籍, 続柄 stay in the register). The 転出証明書情報 is the
     record the destination needs, so it goes whole, with the time the 転出 was recorded.
     """
-    if message.kind == MessageKind.IDENTITY_CHANGED.value:
+    if kind == MessageKind.IDENTITY_CHANGED.value:
         if payload.get("voided"):
             body: dict[str, Any] = {"voided": True, "change_kind": payload["change_kind"]}
         else:
@@ -119,14 +143,14 @@ def wire_message(message: OutboxMessage, payload: Mapping[str, Any]) -> dict[str
                 "alias_kana": foreign.get("alias_kana"),
             }
     else:
-        body = dict(payload) | {"recorded_at": format_instant(message.created_at)}
+        body = dict(payload) | {"recorded_at": format_instant(created_at)}
     return {
-        "idempotency_key": message.idempotency_key,
-        "source_person_id": message.person_id,
-        "seq": message.seq,
-        "kind": message.kind,
-        "resident_code": message.resident_code,
-        "destination_lg_code": message.destination_lg_code,
+        "idempotency_key": idempotency_key,
+        "source_person_id": person_id,
+        "seq": seq,
+        "kind": kind,
+        "resident_code": resident_code,
+        "destination_lg_code": destination_lg_code,
         "payload": body,
     }
 
