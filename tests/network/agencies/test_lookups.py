@@ -8,6 +8,7 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from jumin.network.agencies import service
 from jumin.network.agencies.models import AccessLogEntry
 from tests.network.agencies.conftest import Agency, Headers, audit_entries
 from tests.network.agencies.store import Store, new_resident_code
@@ -352,3 +353,21 @@ def test_granting_tasks_through_the_api(
     assert {"pension-benefit", "unknown-owner-land", "forest-land-register", "waste-management"} <= {
         t["code"] for t in tasks
     }
+
+
+def test_a_revoked_task_is_refused_on_the_very_next_lookup(
+    client: TestClient, national_db: Session, store: Store, make_agency: Callable[..., Agency]
+) -> None:
+    """Grants are read on every request, never from a copy: a revocation counts at once."""
+    person = store.person()
+    pension = make_agency("nenkin", "pension-benefit")
+    body = {"task": "pension-benefit", "resident_code": person.resident_code}
+    assert client.post(f"{URL}/by-resident-code", json=body, headers=pension.headers).status_code == 200
+    service.revoke_task(national_db, actor=None, client_id=pension.client_id, task_code="pension-benefit")
+    refused = client.post(f"{URL}/by-resident-code", json=body, headers=pension.headers)
+    assert refused.status_code == 403
+    assert audit_entries(national_db, action="access.denied", actor_id=pension.client_id)[-1].detail == (
+        "task not granted"
+    )
+    service.grant_task(national_db, actor=None, client_id=pension.client_id, task_code="pension-benefit")
+    assert client.post(f"{URL}/by-resident-code", json=body, headers=pension.headers).status_code == 200

@@ -76,6 +76,20 @@ def grant(session: Session, client_id: str, task_code: str) -> TaskGrant | None:
     ).scalar_one_or_none()
 
 
+_HOLDS_GRANT = select(TaskGrant.id).where(
+    TaskGrant.client_id == bindparam("client_id"),
+    TaskGrant.task_code == bindparam("task_code"),
+    TaskGrant.revoked_at.is_(None),
+)
+
+
+def holds_grant(session: Session, client_id: str, task_code: str) -> bool:
+    """True when the client holds the task now: asked of the database on every request, so
+    that a revocation committed anywhere (another process, the console) counts at once."""
+    found = session.execute(_HOLDS_GRANT, {"client_id": client_id, "task_code": task_code}).first()
+    return found is not None
+
+
 def grants_of(session: Session, client_id: str) -> Sequence[TaskGrant]:
     return (
         session.execute(
@@ -367,6 +381,49 @@ def identity_for_agency_code(session: Session, organisation_code: str, agency_co
 def add_access_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     for i in range(0, len(rows), 1000):
         session.execute(insert(AccessLogEntry), rows[i : i + 1000])
+
+
+_CODE_COLUMNS = ("organisation_code", "identity_id", "agency_code", "issued_at")
+_ACCESS_COLUMNS = (
+    "identity_id",
+    "resident_code",
+    "prefecture_code",
+    "accessed_at",
+    "organisation_code",
+    "actor_kind",
+    "actor_id",
+    "task_code",
+    "purpose",
+    "query_kind",
+    "audit_entry_id",
+)
+# An interactive lookup's agency code and access-log row in one round trip (PostgreSQL),
+# built once with placeholders: the code's parameters are prefixed "code_".
+_ONE_CODE_AND_ACCESS_ROW = (
+    insert(AccessLogEntry)
+    .values({c: bindparam(c) for c in _ACCESS_COLUMNS})
+    .add_cte(
+        pg_insert(AgencyCode)
+        .values({c: bindparam(f"code_{c}") for c in _CODE_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["organisation_code", "identity_id"])
+        .cte("codes")
+    )
+)
+
+
+def add_codes_and_access_rows(
+    session: Session, code_rows: list[dict[str, Any]], access_rows: list[dict[str, Any]]
+) -> None:
+    """Agency codes (duplicates ignored) and access-log rows; one statement on PostgreSQL
+    for the one person of an interactive lookup, the two inserts otherwise."""
+    if len(code_rows) == 1 and len(access_rows) == 1 and session.get_bind().dialect.name == "postgresql":
+        code = code_rows[0]
+        session.execute(
+            _ONE_CODE_AND_ACCESS_ROW, {**access_rows[0], **{f"code_{c}": code[c] for c in _CODE_COLUMNS}}
+        )
+        return
+    add_agency_codes(session, code_rows)
+    add_access_rows(session, access_rows)
 
 
 def link_access_rows(session: Session, *, task_code: str, audit_entry_id: int) -> None:
