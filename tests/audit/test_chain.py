@@ -329,3 +329,46 @@ def test_canonical_body_is_the_middle_of_the_canonical_form() -> None:
     )
     expected = b'["131016/3",42,' + content.canonical_body() + b',"' + b"ab" * 32 + b'"]'
     assert expected == content.canonical()
+
+
+def test_attached_rows_are_written_with_the_entry_either_way(pg_engine: Engine, lanes_org: str) -> None:
+    """In the append's own statement (a free lane), or by ``write`` (the slower way)."""
+    with pg_engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS attached_test (entry_id bigint, note text)"))
+    written: list[int] = []
+
+    def attach(note: str) -> service.Attachment:
+        return service.Attachment(
+            sql=", attached AS (INSERT INTO attached_test SELECT entry.id, :note FROM entry)",
+            params={"note": note},
+            write=written.append,
+        )
+
+    escaped_org = f'組織"{uuid.uuid4().hex[:6]}'
+    with Session(pg_engine) as session:
+        _record(session, lanes_org, "lanes")  # the lanes exist from here on
+        actor = Actor(kind=ActorKind.STAFF, actor_id="clerk1", organisation_code=lanes_org)
+        fast = service.record(
+            session,
+            actor=actor,
+            action=AuditAction.AUDIT_VIEWED,
+            target_kind="t",
+            target_id="1",
+            attach=attach(lanes_org),
+        )
+        slow_actor = Actor(kind=ActorKind.STAFF, actor_id="clerk1", organisation_code=escaped_org)
+        slow = service.record(
+            session,
+            actor=slow_actor,
+            action=AuditAction.AUDIT_VIEWED,
+            target_kind="t",
+            target_id="2",
+            attach=attach("x"),
+        )
+        session.commit()
+    with pg_engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT entry_id FROM attached_test WHERE note = :n"), {"n": lanes_org}
+        ).all()
+    assert stored == [(fast.id,)]
+    assert written == [slow.id]

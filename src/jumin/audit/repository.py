@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import LargeBinary, String, bindparam, insert, select, text, update
+from sqlalchemy import LargeBinary, String, TextClause, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -107,14 +108,7 @@ def _lock_single_chain(session: Session, chain: str) -> Head:
     )
 
 
-# One round trip for the whole append on PostgreSQL: take the first lane no other
-# transaction holds, hash the entry in its place, insert it and move the head. The
-# statement builds the same canonical bytes as EntryContent.canonical() from the body the
-# caller computed (canonical_body) and the lane's own name, sequence and hash; the caller
-# recomputes the hash from what comes back and refuses a mismatch. The CTE with FOR UPDATE
-# is evaluated once (PostgreSQL never inlines a CTE with a locking clause).
-_APPEND_TO_FREE_LANE = text(
-    """
+_APPEND_WITH = """
     WITH lane AS (
         SELECT chain, last_seq, last_hash FROM audit_chain_heads
         WHERE chain = ANY(:lanes)
@@ -132,32 +126,57 @@ _APPEND_TO_FREE_LANE = text(
     ), moved AS (
         UPDATE audit_chain_heads AS h SET last_seq = placed.seq, last_hash = placed.entry_hash
         FROM placed WHERE h.chain = placed.chain
-    )
-    INSERT INTO audit_entries (
-        chain, seq, occurred_at, request_id, actor_kind, actor_id, organisation_code, action,
-        target_kind, target_id, purpose, outcome, detail, prev_hash, entry_hash
-    )
-    SELECT chain, seq, :occurred_at, :request_id, :actor_kind, :actor_id, :organisation_code,
-           :action, :target_kind, :target_id, :purpose, :outcome, :detail, prev_hash, entry_hash
-    FROM placed
-    RETURNING id, chain, seq, prev_hash, entry_hash
+    ), entry AS (
+        INSERT INTO audit_entries (
+            chain, seq, occurred_at, request_id, actor_kind, actor_id, organisation_code, action,
+            target_kind, target_id, purpose, outcome, detail, prev_hash, entry_hash
+        )
+        SELECT chain, seq, :occurred_at, :request_id, :actor_kind, :actor_id, :organisation_code,
+               :action, :target_kind, :target_id, :purpose, :outcome, :detail, prev_hash, entry_hash
+        FROM placed
+        RETURNING id, chain, seq, prev_hash, entry_hash
+    )"""
+_APPEND_RETURNING = """
+    SELECT id, chain, seq, prev_hash, entry_hash FROM entry
     """
-).bindparams(
-    bindparam("lanes", type_=ARRAY(String)),
-    bindparam("body", type_=LargeBinary),
-    bindparam("occurred_at", type_=UTCDateTime),
-)
+
+
+@lru_cache(maxsize=64)
+def _append_statement(attached_sql: str) -> TextClause:
+    """The append with another feature's WITH items (``attached_sql``), built once per text."""
+    return text(_APPEND_WITH + attached_sql + _APPEND_RETURNING).bindparams(
+        bindparam("lanes", type_=ARRAY(String)),
+        bindparam("body", type_=LargeBinary),
+        bindparam("occurred_at", type_=UTCDateTime),
+    )
 
 
 def append_to_free_lane(
-    session: Session, names: list[str], body: bytes, values: dict[str, Any]
+    session: Session,
+    names: list[str],
+    body: bytes,
+    values: dict[str, Any],
+    *,
+    attached_sql: str = "",
+    attached_params: Mapping[str, Any] | None = None,
 ) -> Appended | None:
     """The entry appended to the first free lane of ``names`` (PostgreSQL only).
+
+    One round trip for the whole append: take the first lane no other transaction holds,
+    hash the entry in its place, insert it and move the head. The statement builds the
+    same canonical bytes as EntryContent.canonical() from the body the caller computed
+    (canonical_body) and the lane's own name, sequence and hash; the caller recomputes
+    the hash from what comes back and refuses a mismatch. The CTE with FOR UPDATE is
+    evaluated once (PostgreSQL never inlines a CTE with a locking clause).
+
+    ``attached_sql`` adds WITH items of the caller's (each starting with a comma) that
+    run in the same statement and may read ``entry.id``; with no free lane they do not run.
 
     None when no lane is free or the lanes do not exist yet: nothing was written, and the
     caller takes the slower way (:func:`lock_free_lane`).
     """
-    row = session.execute(_APPEND_TO_FREE_LANE, {"lanes": names, "body": body, **values}).first()
+    params = {"lanes": names, "body": body, **values, **(attached_params or {})}
+    row = session.execute(_append_statement(attached_sql), params).first()
     return None if row is None else Appended(row[0], row[1], row[2], row[3], row[4])
 
 

@@ -8,8 +8,10 @@ action that commits always has one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from sqlalchemy.orm import Session
@@ -39,6 +41,27 @@ def _signing_key() -> SigningKey:
     return load_or_create_ed25519(AUDIT_KEY_NAME)
 
 
+@lru_cache(maxsize=4096)
+def _lane_names(organisation_code: str, lanes: int) -> list[str]:
+    """The lanes of an organisation, named once per process (the list is never changed)."""
+    return repository.lane_names(organisation_code, lanes)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """Another feature's rows that point at the entry, written with it.
+
+    On PostgreSQL ``sql`` (WITH items, each starting with a comma, reading the new
+    entry's id as ``entry.id``; bind parameters ``params``, named apart from the entry's
+    own) runs in the append's single statement. Where the entry is appended the slower
+    way, ``write`` is called with the entry's id instead.
+    """
+
+    sql: str
+    params: Mapping[str, Any]
+    write: Callable[[int], None]
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedEntry:
     """An entry just written: its id (access-log rows point to it) and its place in its chain."""
@@ -60,12 +83,13 @@ def record(
     outcome: Outcome = Outcome.SUCCESS,
     detail: str = "",
     now: dt.datetime | None = None,
+    attach: Attachment | None = None,
 ) -> RecordedEntry:
     # The use case's pending changes go out first, as the ORM's autoflush sent them before.
     session.flush()
     settings = get_settings()
     # Each organisation has its own chains: appends from different bodies never meet.
-    names = repository.lane_names(actor.organisation_code, settings.audit_chain_lanes)
+    names = _lane_names(actor.organisation_code, settings.audit_chain_lanes)
     content = EntryContent(
         chain="",
         seq=0,
@@ -97,7 +121,14 @@ def record(
     }
     appended = None
     if session.get_bind().dialect.name == "postgresql" and plain_json_string(names[0]):
-        appended = repository.append_to_free_lane(session, names, content.canonical_body(), values)
+        appended = repository.append_to_free_lane(
+            session,
+            names,
+            content.canonical_body(),
+            values,
+            attached_sql=attach.sql if attach else "",
+            attached_params=attach.params if attach else None,
+        )
     if appended is not None:
         placed = replace(content, chain=appended.chain, seq=appended.seq, prev_hash=appended.prev_hash)
         if placed.digest() != appended.entry_hash:
@@ -120,6 +151,8 @@ def record(
             },
         )
         entry = RecordedEntry(entry_id, placed.chain, placed.seq, entry_hash)
+        if attach is not None:
+            attach.write(entry_id)
     if entry.seq % settings.audit_checkpoint_every == 0:
         key = _signing_key()
         repository.add_checkpoint(

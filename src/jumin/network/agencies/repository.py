@@ -123,7 +123,13 @@ def organisation_holds_any(session: Session, organisation_code: str, task_codes:
 # --- the identity store ---------------------------------------------------------------------------
 
 
+# The single-code lookup, built once: an IN list is rendered anew at every execution.
+_IDENTITY_BY_CODE = select(IdentityRecord).where(IdentityRecord.resident_code == bindparam("code"))
+
+
 def identities_by_codes(session: Session, codes: Sequence[str]) -> list[IdentityRecord]:
+    if len(codes) == 1:
+        return list(session.execute(_IDENTITY_BY_CODE, {"code": codes[0]}).scalars())
     found: list[IdentityRecord] = []
     for chunk in _chunks(list(codes)):
         found.extend(
@@ -409,6 +415,32 @@ _ONE_CODE_AND_ACCESS_ROW = (
         .cte("codes")
     )
 )
+
+
+# The same agency code and access-log row as WITH items of the audit entry's own statement
+# (audit.service.Attachment), reading the entry's id from it: one round trip for all three.
+ATTACHED_CODE_AND_ACCESS_ROW = """
+    , attached_code AS (
+        INSERT INTO network_agency_codes (organisation_code, identity_id, agency_code, issued_at)
+        VALUES (:code_organisation_code, :code_identity_id, :code_agency_code, :code_issued_at)
+        ON CONFLICT (organisation_code, identity_id) DO NOTHING
+    ), attached_access AS (
+        INSERT INTO network_access_log (
+            identity_id, resident_code, prefecture_code, accessed_at, organisation_code,
+            actor_kind, actor_id, task_code, purpose, query_kind, audit_entry_id
+        )
+        SELECT :access_identity_id, :access_resident_code, :access_prefecture_code,
+               :access_accessed_at, :access_organisation_code, :access_actor_kind,
+               :access_actor_id, :access_task_code, :access_purpose, :access_query_kind, entry.id
+        FROM entry
+    )"""
+
+
+def attached_code_and_access_params(code_row: dict[str, Any], access_row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{f"code_{c}": code_row[c] for c in _CODE_COLUMNS},
+        **{f"access_{c}": access_row[c] for c in _ACCESS_COLUMNS if c != "audit_entry_id"},
+    }
 
 
 def add_codes_and_access_rows(

@@ -643,6 +643,29 @@ def record_access(
                 detail=f"query={query_kind} persons=0{extra}",
                 now=now,
             )
+        if len(unique) == 1 and len(code_rows) == 1 and code_rows[0]["identity_id"] == unique[0].identity_id:
+            # The common lookup of one person: code, entry and access-log row in one statement.
+            person, code_row = unique[0], code_rows[0]
+
+            def write(entry_id: int) -> None:
+                repository.add_codes_and_access_rows(session, [code_row], [row(person, entry_id)])
+
+            audit.record(
+                session,
+                actor=audit_actor,
+                action=action,
+                target_kind="resident_code",
+                target_id=person.resident_code,
+                purpose=task_code,
+                detail=f"query={query_kind}{extra}",
+                now=now,
+                attach=audit.Attachment(
+                    sql=repository.ATTACHED_CODE_AND_ACCESS_ROW,
+                    params=repository.attached_code_and_access_params(code_row, row(person, 0)),
+                    write=write,
+                ),
+            )
+            return
         for p in unique:
             entry = audit.record(
                 session,
