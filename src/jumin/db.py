@@ -8,8 +8,9 @@ unit commits when the use case returns or rolls back on any error.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -19,6 +20,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
@@ -193,7 +195,41 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     # hide_parameters: SQL errors must never carry personal data into logs.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+    engine = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
+    event.listen(engine, "checkin", _note_checkin)
+    event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
+    return engine
+
+
+# A pooled connection left unused this long is tested with a round trip before use
+# (SQLAlchemy's pre-ping, for idle ones only). Pinging on every checkout cost each request
+# one more round trip than its work; a connection handed back moments ago has just
+# proved itself, and if the server went away since, the first failing statement makes
+# SQLAlchemy invalidate the whole pool anyway.
+IDLE_BEFORE_PING_SECONDS = 2.0
+_CHECKED_IN_AT = "jumin_checked_in_at"
+
+
+def _note_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Dialect) -> Callable[[Any, ConnectionPoolEntry, Any], None]:
+    def ping(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        # A new connection has no check-in time (the record's info goes with its connection).
+        checked_in_at = record.info.get(_CHECKED_IN_AT)
+        if checked_in_at is None or time.monotonic() - checked_in_at < IDLE_BEFORE_PING_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # As pre-ping does: the server probably restarted, so every pooled
+                # connection is suspect; the pool reconnects and retries.
+                raise InvalidatePoolError() from exc
+            raise
+
+    return ping
 
 
 @cache

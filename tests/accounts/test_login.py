@@ -212,3 +212,18 @@ def test_totp_secret_is_not_stored_in_clear(db: Session) -> None:
     clerk = factories.staff(db)
     row = db.query(StaffAccount).filter_by(login=clerk.login).one()
     assert clerk.totp_secret not in row.totp_secret_encrypted
+
+
+def test_a_token_carries_every_role_and_refuses_a_deactivated_account(db: Session) -> None:
+    """Authentication reads token, holder, organisation and roles in one query."""
+    both = factories.staff(db, Role.CLERK, Role.SUPERVISOR)
+    issued = service.login(db, login=both.login, password=both.password, totp_code=both.code())
+    principal = service.authenticate(db, issued.access_token)
+    assert principal.roles == frozenset({Role.CLERK, Role.SUPERVISOR})
+    assert (principal.subject, principal.organisation_code) == (both.login, both.organisation_code)
+    assert principal.token_id == issued.principal.token_id
+    service.deactivate(db, actor=None, login=both.login)
+    with pytest.raises(InvalidCredentials, match="無効"):
+        service.authenticate(db, issued.access_token)
+    with pytest.raises(InvalidCredentials):
+        service.authenticate(db, "not-a-token")

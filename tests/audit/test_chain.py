@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
 from jumin.audit import repository, service
@@ -237,3 +237,138 @@ def test_concurrent_appends_leave_every_lane_intact(pg_engine: Engine, lanes_org
         for seqs in by_chain.values():
             assert seqs == list(range(1, len(seqs) + 1))
         assert not [p for p in service.verify(check).problems if p.chain.split("/")[0] == lanes_org]
+
+
+# Content that JSON escapes or writes as multi-byte UTF-8: the database must hash the same
+# bytes as the verifier for every one of them.
+AWKWARD = ['say "hi"', "back\\slash", "line\nbreak\ttab", "\x01\x1f\x7f", "山田 𠮷野家", "\u2028\u2029", "/"]
+
+
+def test_the_one_statement_append_hashes_as_the_verifier_does(pg_engine: Engine, lanes_org: str) -> None:
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    with Session(pg_engine) as session:
+        _record(session, lanes_org, "first")  # creates the lanes
+        session.commit()
+    event.listen(pg_engine, "before_cursor_execute", count)
+    try:
+        with Session(pg_engine) as session:
+            for text_value in AWKWARD:
+                actor = Actor(kind=ActorKind.STAFF, actor_id=text_value, organisation_code=lanes_org)
+                service.record(
+                    session,
+                    actor=actor,
+                    action=AuditAction.AUDIT_VIEWED,
+                    target_kind="person",
+                    target_id=text_value,
+                    purpose=text_value,
+                    detail=text_value,
+                )
+            session.commit()
+    finally:
+        event.remove(pg_engine, "before_cursor_execute", count)
+    appends = [s for s in statements if "INSERT INTO audit_entries" in s]
+    # One statement per entry (the checkpoint every tenth entry is the only other write).
+    assert len(appends) == len(AWKWARD)
+    assert not [s for s in statements if s.lstrip().upper().startswith("UPDATE")]
+    with Session(pg_engine) as check:
+        assert not [p for p in service.verify(check).problems if p.chain.split("/")[0] == lanes_org]
+        stored = check.execute(
+            text("SELECT actor_id FROM audit_entries WHERE organisation_code = :o ORDER BY id"),
+            {"o": lanes_org},
+        ).scalars()
+        assert list(stored)[1:] == AWKWARD
+
+
+def test_an_organisation_code_json_would_escape_is_appended_the_slower_way(pg_engine: Engine) -> None:
+    org = f'組織"{uuid.uuid4().hex[:6]}'
+    with Session(pg_engine) as session:
+        chains = {_record(session, org, f"t{i}") for i in range(12)}
+        session.commit()
+    assert chains == {org}  # one transaction keeps to the lane it holds
+    with Session(pg_engine) as check:
+        assert not [p for p in service.verify(check).problems if p.chain.split("/")[0] == org]
+
+
+def test_a_hash_the_database_computed_differently_writes_nothing(
+    pg_engine: Engine, lanes_org: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Session(pg_engine) as session:
+        _record(session, lanes_org, "first")
+        session.commit()
+    monkeypatch.setattr(EntryContent, "canonical_body", lambda self: b'"tampered"')
+    with Session(pg_engine) as session, pytest.raises(RuntimeError, match="hashed differently"):
+        _record(session, lanes_org, "second")
+    with Session(pg_engine) as check:
+        count = check.execute(
+            text("SELECT count(*) FROM audit_entries WHERE organisation_code = :o"), {"o": lanes_org}
+        ).scalar_one()
+        assert count == 1
+        assert not [p for p in service.verify(check).problems if p.chain.split("/")[0] == lanes_org]
+
+
+def test_canonical_body_is_the_middle_of_the_canonical_form() -> None:
+    content = EntryContent(
+        chain="131016/3",
+        seq=42,
+        occurred_at=dt.datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=dt.UTC),
+        request_id="req-1",
+        actor_kind="staff",
+        actor_id=AWKWARD[0],
+        organisation_code="131016",
+        action="audit.viewed",
+        target_kind="person",
+        target_id=AWKWARD[4],
+        purpose=AWKWARD[2],
+        outcome="success",
+        detail=AWKWARD[3],
+        prev_hash="ab" * 32,
+    )
+    expected = b'["131016/3",42,' + content.canonical_body() + b',"' + b"ab" * 32 + b'"]'
+    assert expected == content.canonical()
+
+
+def test_attached_rows_are_written_with_the_entry_either_way(pg_engine: Engine, lanes_org: str) -> None:
+    """In the append's own statement (a free lane), or by ``write`` (the slower way)."""
+    with pg_engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS attached_test (entry_id bigint, note text)"))
+    written: list[int] = []
+
+    def attach(note: str) -> service.Attachment:
+        return service.Attachment(
+            sql=", attached AS (INSERT INTO attached_test SELECT entry.id, :note FROM entry)",
+            params={"note": note},
+            write=written.append,
+        )
+
+    escaped_org = f'組織"{uuid.uuid4().hex[:6]}'
+    with Session(pg_engine) as session:
+        _record(session, lanes_org, "lanes")  # the lanes exist from here on
+        actor = Actor(kind=ActorKind.STAFF, actor_id="clerk1", organisation_code=lanes_org)
+        fast = service.record(
+            session,
+            actor=actor,
+            action=AuditAction.AUDIT_VIEWED,
+            target_kind="t",
+            target_id="1",
+            attach=attach(lanes_org),
+        )
+        slow_actor = Actor(kind=ActorKind.STAFF, actor_id="clerk1", organisation_code=escaped_org)
+        slow = service.record(
+            session,
+            actor=slow_actor,
+            action=AuditAction.AUDIT_VIEWED,
+            target_kind="t",
+            target_id="2",
+            attach=attach("x"),
+        )
+        session.commit()
+    with pg_engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT entry_id FROM attached_test WHERE note = :n"), {"n": lanes_org}
+        ).all()
+    assert stored == [(fast.id,)]
+    assert written == [slow.id]

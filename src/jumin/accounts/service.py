@@ -390,25 +390,31 @@ def authenticate(session: Session, token: str, *, now: dt.datetime | None = None
     """The principal behind a bearer token; expired, revoked or unknown tokens are refused."""
     now = now or utcnow()
     found = repository.token_with_holder(session, _token_hash(token))
-    if found is None or found[0].revoked_at is not None:
+    if found is None or found.revoked_at is not None:
         raise InvalidCredentials("アクセストークンが無効です。再度ログインしてください。")
-    row, account, client, org = found
-    if row.expires_at <= now:
+    if found.expires_at <= now:
         raise InvalidCredentials("アクセストークンの有効期限が切れています。再度ログインしてください。")
-    if account is not None:
-        if not account.is_active:
+    if found.account_login is not None:
+        if not found.account_active:
             raise InvalidCredentials("このアカウントは無効です。")
-        return _principal_for_account(session, account, row.id, org)
-    assert client is not None
-    if not client.is_active:
+        return Principal(
+            kind=PrincipalKind.STAFF,
+            subject=found.account_login,
+            organisation_code=found.organisation_code,
+            organisation_kind=OrganisationKind(found.organisation_kind),
+            roles=frozenset(Role(r) for r in found.roles),
+            token_id=found.token_id,
+        )
+    assert found.client_id is not None
+    if not found.client_active:
         raise InvalidCredentials("このクライアントは無効です。")
     return Principal(
         kind=PrincipalKind.AGENCY_CLIENT,
-        subject=client.client_id,
-        organisation_code=org.code,
-        organisation_kind=OrganisationKind(org.kind),
+        subject=found.client_id,
+        organisation_code=found.organisation_code,
+        organisation_kind=OrganisationKind(found.organisation_kind),
         roles=frozenset(),
-        token_id=row.id,
+        token_id=found.token_id,
     )
 
 

@@ -208,8 +208,26 @@ class EntryContent:
         ]
         return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
 
+    def canonical_body(self) -> bytes:
+        """The canonical form without its first two items and its last one (chain, seq, prev_hash).
+
+        A JSON array is its items joined by commas, so ``canonical()`` is
+        ``["<chain>",<seq>,`` + this + ``,"<prev_hash>"]`` whenever the chain name needs
+        no escaping (:func:`plain_json_string`): the database can then hash an entry whose
+        place in the chain it chooses itself (audit.repository.append_to_free_lane).
+        """
+        full = self.canonical()
+        head = json.dumps([self.chain, self.seq], ensure_ascii=False, separators=(",", ":")).encode()
+        tail = json.dumps(self.prev_hash).encode()
+        return full[len(head) : -(len(tail) + 2)]
+
     def digest(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
+
+
+def plain_json_string(value: str) -> bool:
+    """True when JSON writes ``value`` as ASCII between two quotes, byte for byte."""
+    return value.isascii() and json.dumps(value) == f'"{value}"'
 
 
 def checkpoint_message(chain: str, seq: int, entry_hash: str) -> bytes:

@@ -8,8 +8,10 @@ action that commits always has one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from sqlalchemy.orm import Session
@@ -24,8 +26,9 @@ from jumin.audit.domain import (
     Outcome,
     VerificationReport,
     checkpoint_message,
+    plain_json_string,
 )
-from jumin.audit.models import AuditCheckpoint, AuditEntry
+from jumin.audit.models import AuditEntry
 from jumin.config import get_settings
 from jumin.db import utcnow
 from jumin.keys import SigningKey, load_or_create_ed25519
@@ -36,6 +39,37 @@ AUDIT_KEY_NAME = "audit-checkpoint"
 
 def _signing_key() -> SigningKey:
     return load_or_create_ed25519(AUDIT_KEY_NAME)
+
+
+@lru_cache(maxsize=4096)
+def _lane_names(organisation_code: str, lanes: int) -> list[str]:
+    """The lanes of an organisation, named once per process (the list is never changed)."""
+    return repository.lane_names(organisation_code, lanes)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """Another feature's rows that point at the entry, written with it.
+
+    On PostgreSQL ``sql`` (WITH items, each starting with a comma, reading the new
+    entry's id as ``entry.id``; bind parameters ``params``, named apart from the entry's
+    own) runs in the append's single statement. Where the entry is appended the slower
+    way, ``write`` is called with the entry's id instead.
+    """
+
+    sql: str
+    params: Mapping[str, Any]
+    write: Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEntry:
+    """An entry just written: its id (access-log rows point to it) and its place in its chain."""
+
+    id: int
+    chain: str
+    seq: int
+    entry_hash: str
 
 
 def record(
@@ -49,13 +83,16 @@ def record(
     outcome: Outcome = Outcome.SUCCESS,
     detail: str = "",
     now: dt.datetime | None = None,
-) -> AuditEntry:
+    attach: Attachment | None = None,
+) -> RecordedEntry:
+    # The use case's pending changes go out first, as the ORM's autoflush sent them before.
+    session.flush()
+    settings = get_settings()
     # Each organisation has its own chains: appends from different bodies never meet.
-    head = repository.lock_free_lane(session, actor.organisation_code, get_settings().audit_chain_lanes)
-    chain = head.chain
+    names = _lane_names(actor.organisation_code, settings.audit_chain_lanes)
     content = EntryContent(
-        chain=chain,
-        seq=head.last_seq + 1,
+        chain="",
+        seq=0,
         occurred_at=now or utcnow(),
         request_id=current_request_id(),
         actor_kind=actor.kind.value,
@@ -67,42 +104,70 @@ def record(
         purpose=purpose,
         outcome=outcome.value,
         detail=detail,
-        prev_hash=head.last_hash,
+        prev_hash="",
     )
-    entry_hash = content.digest()
-    entry = AuditEntry(
-        chain=content.chain,
-        seq=content.seq,
-        occurred_at=content.occurred_at,
-        request_id=content.request_id,
-        actor_kind=content.actor_kind,
-        actor_id=content.actor_id,
-        organisation_code=content.organisation_code,
-        action=content.action,
-        target_kind=content.target_kind,
-        target_id=content.target_id,
-        purpose=content.purpose,
-        outcome=content.outcome,
-        detail=content.detail,
-        prev_hash=content.prev_hash,
-        entry_hash=entry_hash,
-    )
-    session.add(entry)
-    head.last_seq = content.seq
-    head.last_hash = entry_hash
-    if content.seq % get_settings().audit_checkpoint_every == 0:
-        key = _signing_key()
-        session.add(
-            AuditCheckpoint(
-                chain=chain,
-                seq=content.seq,
-                entry_hash=entry_hash,
-                signed_at=content.occurred_at,
-                key_id=key.key_id,
-                signature=key.private_key.sign(checkpoint_message(chain, content.seq, entry_hash)).hex(),
-            )
+    values = {
+        "occurred_at": content.occurred_at,
+        "request_id": content.request_id,
+        "actor_kind": content.actor_kind,
+        "actor_id": content.actor_id,
+        "organisation_code": content.organisation_code,
+        "action": content.action,
+        "target_kind": content.target_kind,
+        "target_id": content.target_id,
+        "purpose": content.purpose,
+        "outcome": content.outcome,
+        "detail": content.detail,
+    }
+    appended = None
+    if session.get_bind().dialect.name == "postgresql" and plain_json_string(names[0]):
+        appended = repository.append_to_free_lane(
+            session,
+            names,
+            content.canonical_body(),
+            values,
+            attached_sql=attach.sql if attach else "",
+            attached_params=attach.params if attach else None,
         )
-    session.flush()
+    if appended is not None:
+        placed = replace(content, chain=appended.chain, seq=appended.seq, prev_hash=appended.prev_hash)
+        if placed.digest() != appended.entry_hash:
+            # The database's canonical form differs from the verifier's: an entry written
+            # now would fail `jumin audit verify`, so none is (the transaction fails).
+            raise RuntimeError(f"audit entry hashed differently by the database (chain {appended.chain})")
+        entry = RecordedEntry(appended.id, appended.chain, appended.seq, appended.entry_hash)
+    else:
+        head = repository.lock_free_lane(session, actor.organisation_code, settings.audit_chain_lanes)
+        placed = replace(content, chain=head.chain, seq=head.last_seq + 1, prev_hash=head.last_hash)
+        entry_hash = placed.digest()
+        entry_id = repository.append(
+            session,
+            {
+                **values,
+                "chain": placed.chain,
+                "seq": placed.seq,
+                "prev_hash": placed.prev_hash,
+                "entry_hash": entry_hash,
+            },
+        )
+        entry = RecordedEntry(entry_id, placed.chain, placed.seq, entry_hash)
+        if attach is not None:
+            attach.write(entry_id)
+    if entry.seq % settings.audit_checkpoint_every == 0:
+        key = _signing_key()
+        repository.add_checkpoint(
+            session,
+            {
+                "chain": entry.chain,
+                "seq": entry.seq,
+                "entry_hash": entry.entry_hash,
+                "signed_at": content.occurred_at,
+                "key_id": key.key_id,
+                "signature": key.private_key.sign(
+                    checkpoint_message(entry.chain, entry.seq, entry.entry_hash)
+                ).hex(),
+            },
+        )
     return entry
 
 

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from jumin.network.agencies.models import AccessLogEntry
+from jumin.network.agencies import service
+from jumin.network.agencies.models import AccessLogEntry, AgencyCode
 from tests.network.agencies.conftest import Agency, Headers, audit_entries
 from tests.network.agencies.store import Store, new_resident_code
 
@@ -352,3 +353,55 @@ def test_granting_tasks_through_the_api(
     assert {"pension-benefit", "unknown-owner-land", "forest-land-register", "waste-management"} <= {
         t["code"] for t in tasks
     }
+
+
+def test_a_revoked_task_is_refused_on_the_very_next_lookup(
+    client: TestClient, national_db: Session, store: Store, make_agency: Callable[..., Agency]
+) -> None:
+    """Grants are read on every request, never from a copy: a revocation counts at once."""
+    person = store.person()
+    pension = make_agency("nenkin", "pension-benefit")
+    body = {"task": "pension-benefit", "resident_code": person.resident_code}
+    assert client.post(f"{URL}/by-resident-code", json=body, headers=pension.headers).status_code == 200
+    service.revoke_task(national_db, actor=None, client_id=pension.client_id, task_code="pension-benefit")
+    refused = client.post(f"{URL}/by-resident-code", json=body, headers=pension.headers)
+    assert refused.status_code == 403
+    assert audit_entries(national_db, action="access.denied", actor_id=pension.client_id)[-1].detail == (
+        "task not granted"
+    )
+    service.grant_task(national_db, actor=None, client_id=pension.client_id, task_code="pension-benefit")
+    assert client.post(f"{URL}/by-resident-code", json=body, headers=pension.headers).status_code == 200
+
+
+def test_a_lookup_writes_its_agency_code_audit_entry_and_access_row_together(
+    client: TestClient, national_db: Session, store: Store, make_agency: Callable[..., Agency]
+) -> None:
+    """On PostgreSQL the three are one statement; on SQLite three; the rows agree either way."""
+    person = store.person()
+    pension = make_agency("nenkin", "pension-benefit")
+    r = client.post(
+        f"{URL}/by-resident-code",
+        json={"task": "pension-benefit", "resident_code": person.resident_code},
+        headers=pension.headers,
+    )
+    assert r.status_code == 200, r.text
+    entry = audit_entries(national_db, action="network.identity_lookup", actor_id=pension.client_id)[-1]
+    log = national_db.query(AccessLogEntry).filter_by(identity_id=person.identity_id).one()
+    assert log.audit_entry_id == entry.id
+    assert (log.resident_code, log.actor_id, log.purpose) == (
+        person.resident_code,
+        pension.client_id,
+        "pension-benefit",
+    )
+    code = national_db.query(AgencyCode).filter_by(organisation_code="nenkin", identity_id=person.identity_id)
+    assert code.one().agency_code == r.json()["agency_code"]
+    # The same person again: the code is kept once, each read gets its own entry and row.
+    again = client.post(
+        f"{URL}/by-resident-code",
+        json={"task": "pension-benefit", "resident_code": person.resident_code},
+        headers=pension.headers,
+    )
+    assert again.json()["agency_code"] == r.json()["agency_code"]
+    assert code.count() == 1
+    rows = national_db.query(AccessLogEntry).filter_by(identity_id=person.identity_id).all()
+    assert len({row.audit_entry_id for row in rows}) == 2

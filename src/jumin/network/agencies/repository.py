@@ -91,6 +91,20 @@ def grant(session: Session, client_id: str, task_code: str) -> TaskGrant | None:
     ).scalar_one_or_none()
 
 
+_HOLDS_GRANT = select(TaskGrant.id).where(
+    TaskGrant.client_id == bindparam("client_id"),
+    TaskGrant.task_code == bindparam("task_code"),
+    TaskGrant.revoked_at.is_(None),
+)
+
+
+def holds_grant(session: Session, client_id: str, task_code: str) -> bool:
+    """True when the client holds the task now: asked of the database on every request, so
+    that a revocation committed anywhere (another process, the console) counts at once."""
+    found = session.execute(_HOLDS_GRANT, {"client_id": client_id, "task_code": task_code}).first()
+    return found is not None
+
+
 def grants_of(session: Session, client_id: str) -> Sequence[TaskGrant]:
     return (
         session.execute(
@@ -124,7 +138,13 @@ def organisation_holds_any(session: Session, organisation_code: str, task_codes:
 # --- the identity store ---------------------------------------------------------------------------
 
 
+# The single-code lookup, built once: an IN list is rendered anew at every execution.
+_IDENTITY_BY_CODE = select(IdentityRecord).where(IdentityRecord.resident_code == bindparam("code"))
+
+
 def identities_by_codes(session: Session, codes: Sequence[str]) -> list[IdentityRecord]:
+    if len(codes) == 1:
+        return list(session.execute(_IDENTITY_BY_CODE, {"code": codes[0]}).scalars())
     found: list[IdentityRecord] = []
     for chunk in _chunks(list(codes)):
         found.extend(
@@ -602,6 +622,76 @@ def add_access_rows(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     for i in range(0, len(rows), 1000):
         session.execute(insert(AccessLogEntry), rows[i : i + 1000])
+
+
+_LOOKUP_CODE_COLUMNS = ("organisation_code", "identity_id", "agency_code", "issued_at")
+_LOOKUP_ACCESS_COLUMNS = (
+    "identity_id",
+    "resident_code",
+    "prefecture_code",
+    "accessed_at",
+    "organisation_code",
+    "actor_kind",
+    "actor_id",
+    "task_code",
+    "purpose",
+    "query_kind",
+    "audit_entry_id",
+)
+# An interactive lookup's agency code and access-log row in one round trip (PostgreSQL),
+# built once with placeholders: the code's parameters are prefixed "code_".
+_ONE_CODE_AND_ACCESS_ROW = (
+    insert(AccessLogEntry)
+    .values({c: bindparam(c) for c in _LOOKUP_ACCESS_COLUMNS})
+    .add_cte(
+        pg_insert(AgencyCode)
+        .values({c: bindparam(f"code_{c}") for c in _LOOKUP_CODE_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["organisation_code", "identity_id"])
+        .cte("codes")
+    )
+)
+
+
+# The same agency code and access-log row as WITH items of the audit entry's own statement
+# (audit.service.Attachment), reading the entry's id from it: one round trip for all three.
+ATTACHED_CODE_AND_ACCESS_ROW = """
+    , attached_code AS (
+        INSERT INTO network_agency_codes (organisation_code, identity_id, agency_code, issued_at)
+        VALUES (:code_organisation_code, :code_identity_id, :code_agency_code, :code_issued_at)
+        ON CONFLICT (organisation_code, identity_id) DO NOTHING
+    ), attached_access AS (
+        INSERT INTO network_access_log (
+            identity_id, resident_code, prefecture_code, accessed_at, organisation_code,
+            actor_kind, actor_id, task_code, purpose, query_kind, audit_entry_id
+        )
+        SELECT :access_identity_id, :access_resident_code, :access_prefecture_code,
+               :access_accessed_at, :access_organisation_code, :access_actor_kind,
+               :access_actor_id, :access_task_code, :access_purpose, :access_query_kind, entry.id
+        FROM entry
+    )"""
+
+
+def attached_code_and_access_params(code_row: dict[str, Any], access_row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{f"code_{c}": code_row[c] for c in _LOOKUP_CODE_COLUMNS},
+        **{f"access_{c}": access_row[c] for c in _LOOKUP_ACCESS_COLUMNS if c != "audit_entry_id"},
+    }
+
+
+def add_codes_and_access_rows(
+    session: Session, code_rows: list[dict[str, Any]], access_rows: list[dict[str, Any]]
+) -> None:
+    """Agency codes (duplicates ignored) and access-log rows; one statement on PostgreSQL
+    for the one person of an interactive lookup, the two inserts otherwise."""
+    if len(code_rows) == 1 and len(access_rows) == 1 and session.get_bind().dialect.name == "postgresql":
+        code = code_rows[0]
+        session.execute(
+            _ONE_CODE_AND_ACCESS_ROW,
+            {**access_rows[0], **{f"code_{c}": code[c] for c in _LOOKUP_CODE_COLUMNS}},
+        )
+        return
+    add_agency_codes(session, code_rows)
+    add_access_rows(session, access_rows)
 
 
 def access_log(

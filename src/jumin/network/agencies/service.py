@@ -42,6 +42,7 @@ from jumin.accounts import service as accounts
 from jumin.accounts.domain import OrganisationKind, Principal, PrincipalKind, Role
 from jumin.audit import service as audit
 from jumin.audit.domain import Actor, ActorKind, AuditAction
+from jumin.config import get_settings
 from jumin.core.errors import AccessDenied, Conflict, InvalidValue, NotFound
 from jumin.core.ids import IndividualNumber, LgCode, ResidentCode
 from jumin.core.municipalities import MunicipalityKind, load_master
@@ -434,8 +435,7 @@ def client_principal(session: Session, *, client_id: str) -> Principal:
 
 
 def _holds(session: Session, client_id: str, task_code: str) -> bool:
-    row = repository.grant(session, client_id, task_code)
-    return row is not None and row.revoked_at is None
+    return repository.holds_grant(session, client_id, task_code)
 
 
 _PREFECTURE_LOOKUP_ROLES = frozenset({Role.CLERK, Role.SUPERVISOR})
@@ -562,22 +562,35 @@ def _require_area(
 # --- handing data out: agency codes, audit entries, the access log --------------------------------
 
 
+# The key never changes once created (every code handed out derives from it), so it is
+# read from its file once per key folder instead of once per lookup.
+_agency_code_keys: dict[Path, bytes] = {}
+
+
 def _agency_code_key() -> bytes:
-    return load_or_create_secret(AGENCY_CODE_KEY)
+    key_dir = get_settings().key_dir
+    key = _agency_code_keys.get(key_dir)
+    if key is None:
+        key = _agency_code_keys[key_dir] = load_or_create_secret(AGENCY_CODE_KEY, key_dir)
+    return key
+
+
+def _derive_codes(organisation_code: str, identity_ids: Iterable[int]) -> dict[int, str]:
+    key = _agency_code_key()
+    return {i: derive_agency_code(key, organisation_code, str(i)) for i in set(identity_ids)}
+
+
+def _code_rows(organisation_code: str, codes: dict[int, str], now: dt.datetime) -> list[dict[str, Any]]:
+    return [
+        {"organisation_code": organisation_code, "identity_id": i, "agency_code": c, "issued_at": now}
+        for i, c in sorted(codes.items())
+    ]
 
 
 def agency_codes(session: Session, *, organisation_code: str, identity_ids: Iterable[int]) -> dict[int, str]:
     """The agency's codes for these persons, recorded so that the codes find them again."""
-    key = _agency_code_key()
-    codes = {i: derive_agency_code(key, organisation_code, str(i)) for i in set(identity_ids)}
-    now = utcnow()
-    repository.add_agency_codes(
-        session,
-        [
-            {"organisation_code": organisation_code, "identity_id": i, "agency_code": c, "issued_at": now}
-            for i, c in sorted(codes.items())
-        ],
-    )
+    codes = _derive_codes(organisation_code, identity_ids)
+    repository.add_agency_codes(session, _code_rows(organisation_code, codes, utcnow()))
     return codes
 
 
@@ -607,11 +620,13 @@ def record_access(
     people: Sequence[Handed],
     bulk_target: tuple[str, str] | None = None,
     detail: str = "",
+    code_rows: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Audit entries and access-log rows for persons whose data is handed out.
 
     ``bulk_target`` (kind, id) makes one summary entry; otherwise each person gets one
-    (at most PER_PERSON_AUDIT_LIMIT; more is a bulk read by definition).
+    (at most PER_PERSON_AUDIT_LIMIT; more is a bulk read by definition). ``code_rows``
+    (agency codes to record) are written with the access-log rows.
     """
     now = utcnow()
     unique = list({p.identity_id: p for p in people}.values())
@@ -645,6 +660,29 @@ def record_access(
                 detail=f"query={query_kind} persons=0{extra}",
                 now=now,
             )
+        if len(unique) == 1 and len(code_rows) == 1 and code_rows[0]["identity_id"] == unique[0].identity_id:
+            # The common lookup of one person: code, entry and access-log row in one statement.
+            person, code_row = unique[0], code_rows[0]
+
+            def write(entry_id: int) -> None:
+                repository.add_codes_and_access_rows(session, [code_row], [row(person, entry_id)])
+
+            audit.record(
+                session,
+                actor=audit_actor,
+                action=action,
+                target_kind="resident_code",
+                target_id=person.resident_code,
+                purpose=task_code,
+                detail=f"query={query_kind}{extra}",
+                now=now,
+                attach=audit.Attachment(
+                    sql=repository.ATTACHED_CODE_AND_ACCESS_ROW,
+                    params=repository.attached_code_and_access_params(code_row, row(person, 0)),
+                    write=write,
+                ),
+            )
+            return
         for p in unique:
             entry = audit.record(
                 session,
@@ -671,7 +709,7 @@ def record_access(
             now=now,
         )
         rows = [row(p, entry.id) for p in unique]
-    repository.add_access_rows(session, rows)
+    repository.add_codes_and_access_rows(session, list(code_rows), rows)
 
 
 def _hand_out(
@@ -685,9 +723,7 @@ def _hand_out(
     detail: str = "",
 ) -> dict[int, str]:
     people = [_handed(s) for s in sources]
-    codes = agency_codes(
-        session, organisation_code=ctx.organisation_code, identity_ids=[p.identity_id for p in people]
-    )
+    codes = _derive_codes(ctx.organisation_code, [p.identity_id for p in people])
     record_access(
         session,
         audit_actor=ctx.actor,
@@ -699,6 +735,7 @@ def _hand_out(
         people=people,
         bulk_target=bulk_target,
         detail=detail,
+        code_rows=_code_rows(ctx.organisation_code, codes, utcnow()),
     )
     return codes
 
