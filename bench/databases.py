@@ -103,7 +103,13 @@ def server_facts(url: str) -> dict[str, Any]:
         facts: dict[str, Any] = {}
         row = conn.execute("SELECT version()").fetchone()
         facts["version"] = row[0] if row else ""
-        for setting in ("shared_buffers", "max_connections", "synchronous_commit", "work_mem"):
+        for setting in (
+            "shared_buffers",
+            "max_connections",
+            "synchronous_commit",
+            "work_mem",
+            "max_wal_size",
+        ):
             value = conn.execute(f"SHOW {setting}").fetchone()
             facts[setting] = value[0] if value else None
         size = conn.execute(

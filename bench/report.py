@@ -101,7 +101,9 @@ def markdown(report: dict[str, Any], charts: dict[str, str]) -> str:
         + (f", 都道府県 {','.join(run['prefectures'])}" if run["prefectures"] else "")
         + f"), データ: {'再利用' if run['reused_data'] else '今回生成・取込'}",
         f"- 計算機: {machine['cpu']} × {machine['cores']} コア, メモリ {machine['memory_gib']} GiB, "
-        f"{machine['postgresql']['version'].split(' on ')[0]}",
+        f"{machine['postgresql']['version'].split(' on ')[0]} "
+        f"(shared_buffers {machine['postgresql'].get('shared_buffers')}, "
+        f"max_wal_size {machine['postgresql'].get('max_wal_size')})",
         f"- 負荷 (load average 1分): 開始時 {machine['load_before'][0]:.2f}, "
         f"測定中 平均 {machine['load_mean']:.2f} "
         f"/ 最大 {machine['load_max']:.2f}, 終了時 {machine['load_after'][0]:.2f} "

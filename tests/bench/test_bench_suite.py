@@ -82,6 +82,7 @@ def test_a_tiny_run_writes_every_figure_with_its_baseline_and_the_charts(tmp_pat
     assert "計算機" in summary
     assert "load average" in summary
     assert "住民1人あたり" in summary
+    assert "max_wal_size" in summary  # the server settings a bulk import's speed depends on
     charts = {p.stem: p for p in (results / report_path.stem).glob("*.png")}
     assert {"targets", "baselines", "latency", "memory", "import"} <= set(charts)
     for path in charts.values():
