@@ -533,7 +533,7 @@ def import_municipality(
             }
             outbox.append(row)
             if keep_messages:
-                # What the relay would send (registry.relay.wire_message), kept so that the
+                # What the relay would send (registry.relay.wire_fields), kept so that the
                 # national seed need not read back and unseal what was just written.
                 wire.append(
                     relay.wire_fields(
