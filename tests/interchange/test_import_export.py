@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import math
 import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from jumin.audit.domain import Actor, ActorKind, AuditAction
 from jumin.audit.models import AuditEntry
 from jumin.core.ids import LgCode, ResidentCode
-from jumin.db import unit_of_work
+from jumin.db import make_engine, unit_of_work
 from jumin.demo_residents import seed_residents
+from jumin.interchange import service
+from jumin.interchange.files import read_municipalities
 from jumin.interchange.service import NationalFeed, export_directory, import_directory
 from jumin.network.identity.models import IdentityRecord
 from jumin.network_client import InProcessNetworkClient
@@ -23,6 +27,7 @@ from jumin.reconcile import reconcile
 from jumin.registry import service as registry
 from jumin.registry.models import OutboxMessage, Person
 from jumin.registry.schemas import MoveWithinRequest, PersonRef
+from tests.conftest import PG_URL, fresh_database_url
 from tests.interchange.conftest import Databases, same_files
 
 
@@ -250,3 +255,46 @@ def test_check_only_writes_nothing(databases: Databases, generated: Path) -> Non
     assert report.ok
     assert {m.status for m in report.municipalities} == {"checked"}
     assert _count(unit_of_work(databases.municipal), Person) == 0
+
+
+def test_worker_processes_refresh_statistics_at_doublings_of_the_whole_import(
+    generated: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The parent counts every worker's residents: a count per chunk, restarting at zero, made
+    thousands of rounds of ANALYZE at 10,000,000 residents (docs/performance.md)."""
+    if not PG_URL:
+        pytest.skip("needs PostgreSQL (set JUMIN_TEST_DATABASE_URL): worker processes import there only")
+    databases = Databases(
+        make_engine(fresh_database_url("postgresql", tmp_path, "interchange_m")),
+        make_engine(fresh_database_url("postgresql", tmp_path, "interchange_n")),
+    )
+    monkeypatch.setattr(service, "SEED_GROUP", 20)  # chunks of about 20 residents: about 10 of them
+    monkeypatch.setattr(service, "STATISTICS_FROM", 10)
+    totals: list[int] = []
+    real = service.refresh_statistics
+
+    def counted(municipal: Engine, national: Engine | None) -> None:
+        totals.append(len(totals))
+        assert national is databases.national
+        real(municipal, national)
+
+    monkeypatch.setattr(service, "refresh_statistics", counted)
+    report = import_directory(
+        generated, municipal_engine=databases.municipal, national_db=databases.national, workers=2
+    )
+    assert report.ok
+    persons = report.imported_persons
+    chunks = len(list(service._chunks_of(read_municipalities(generated), 20)))
+    assert chunks >= 8
+    # At 10, 20, 40, ... of the whole import (as results come in): never once per chunk.
+    assert 1 <= len(totals) <= math.floor(math.log2(persons / 10)) + 1 < chunks
+    with databases.municipal.connect() as conn:
+        analysed = conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'persons'")).scalar_one()
+    with databases.national.connect() as conn:
+        national_analysed = conn.execute(
+            text("SELECT reltuples FROM pg_class WHERE relname = 'national_identities'")
+        ).scalar_one()
+    databases.municipal.dispose()
+    databases.national.dispose()
+    assert analysed > 0
+    assert national_analysed > 0

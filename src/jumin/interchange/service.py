@@ -187,8 +187,12 @@ class _MunicipalityImporter:
         check_only: bool,
         now: Callable[[], dt.datetime],
         request_id: str,
+        keep_statistics: bool = True,
     ) -> None:
         self.engine = engine
+        # False in a worker process: the parent counts the whole import and refreshes the
+        # statistics itself (each chunk's importer would start counting from zero again).
+        self.keep_statistics = keep_statistics and not check_only
         self.national_db = national_db
         self.seeding = feed is NationalFeed.SEED and not check_only
         self.operator = operator
@@ -239,20 +243,11 @@ class _MunicipalityImporter:
             )
             self.seeded += applied
             self.left += left
-        if not self.check_only and self.imported >= max(2 * self.analyzed_at, STATISTICS_FROM):
-            self.refresh_statistics()
+        if self.keep_statistics and self.imported >= max(2 * self.analyzed_at, STATISTICS_FROM):
+            self.flush()
+            refresh_statistics(self.engine, self.national_db if self.seeding else None)
+            self.analyzed_at = self.imported
         return outcome
-
-    def refresh_statistics(self) -> None:
-        """ANALYZE both sides each time this importer's share has doubled: a handful of times
-        for a whole country, so that no plan outlives its table's growth by much."""
-        self.flush()
-        with unit_of_work(self.engine) as session:
-            importer_statistics(session)
-        if self.seeding:
-            with unit_of_work(self.national_db or national_engine()) as session:
-                national.refresh_statistics(session)
-        self.analyzed_at = self.imported
 
     def flush(self) -> None:
         if not self.pending:
@@ -264,6 +259,22 @@ class _MunicipalityImporter:
         self.left += left
         self.pending, self.pending_count = {}, 0
         reclaim_delivered_outbox(self.engine)
+
+
+def refresh_statistics(municipal_engine: Engine, national_db: Engine | None) -> None:
+    """ANALYZE both sides; called each time the import has doubled, a handful of times for a
+    whole country, so that no plan outlives its table's growth by much.
+
+    Counted over the whole import, never per worker or per chunk: at 10,000,000 residents
+    in chunks of 20,000, a count restarting with each chunk made 2,000 rounds of ANALYZE
+    over tables of several GB each (each samples up to 30,000 pages), most of the server's
+    work late in an import.
+    """
+    with unit_of_work(municipal_engine) as session:
+        importer_statistics(session)
+    if national_db is not None:
+        with unit_of_work(national_db) as session:
+            national.refresh_statistics(session)
 
 
 # Engines of a worker process, made once per process from the URLs it is given.
@@ -298,6 +309,7 @@ def _import_chunk(chunk: _Chunk) -> tuple[list[ImportOutcome], int, int]:
         check_only=chunk.check_only,
         now=utcnow,
         request_id=chunk.request_id,
+        keep_statistics=False,
     )
     outcomes = [importer.one(batch) for batch in chunk.batches]
     importer.flush()
@@ -400,13 +412,20 @@ def import_directory(
     # Spawned, not forked: a fork would copy this process's connection pools and threads.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         in_flight: deque[Future[tuple[list[ImportOutcome], int, int]]] = deque()
+        analyzed_at = 0
 
         def collect_oldest() -> None:
+            nonlocal analyzed_at
             outcomes, seeded, left = in_flight.popleft().result()
             report.seeded += seeded
             report.left_for_relay += left
             for outcome in outcomes:
                 finished(outcome)
+            imported = report.imported_persons
+            if not check_only and imported >= max(2 * analyzed_at, STATISTICS_FROM):
+                # The workers go on meanwhile: ANALYZE does not block their COPY.
+                refresh_statistics(engine, target if feed is NationalFeed.SEED else None)
+                analyzed_at = imported
 
         # A few chunks per worker in flight: enough to keep every worker busy, and the
         # files are read no further ahead than that (memory stays flat).
