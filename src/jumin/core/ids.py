@@ -8,6 +8,7 @@ rules are those in DOMAIN.md and live only here.
 
 from __future__ import annotations
 
+import functools
 import random as _random
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Self
@@ -59,7 +60,7 @@ class _CheckedNumber:
     field_name: ClassVar[str]
 
     def __post_init__(self) -> None:
-        reason = self._problem(self.value)
+        reason = _cached_problem(self.label, self.value)
         if reason is not None:
             raise InvalidValue(f"{self.label}{reason}", field=self.field_name)
 
@@ -78,14 +79,14 @@ class _CheckedNumber:
     def parse(cls, raw: str, *, field: str | None = None) -> Self:
         """Accept user input: surrounding spaces and full-width digits are tolerated."""
         digits = normalize_digits(raw)
-        reason = cls._problem(digits)
+        reason = _cached_problem(cls.label, digits)
         if reason is not None:
             raise InvalidValue(f"{cls.label}{reason}", field=field or cls.field_name)
         return cls(digits)
 
     @classmethod
     def is_valid(cls, raw: str) -> bool:
-        return cls._problem(normalize_digits(raw)) is None
+        return _cached_problem(cls.label, normalize_digits(raw)) is None
 
     @staticmethod
     def check_digit(base: str) -> int:
@@ -107,6 +108,14 @@ class _CheckedNumber:
     def masked(self) -> str:
         """Only the last four digits, as screens and logs may show them."""
         return "*" * (len(self.value) - 4) + self.value[-4:]
+
+
+# A bulk import checks each identifier several times over (each file's rows, the records,
+# the messages to the network) and the same 地方公共団体コード on every row: remembering the
+# last answers makes each check after the first a dictionary lookup.
+@functools.lru_cache(maxsize=65_536)
+def _cached_problem(label: str, digits: str) -> str | None:
+    return _KINDS[label]._problem(digits)
 
 
 def _require_base(base: str, length: int, label: str) -> None:
@@ -229,6 +238,9 @@ class LgCode(_CheckedNumber):
     def masked(self) -> str:
         # A municipality code is public; masking it would only hide useful context.
         return self.value
+
+
+_KINDS: dict[str, type[_CheckedNumber]] = {k.label: k for k in (IndividualNumber, ResidentCode, LgCode)}
 
 
 IdKind = Literal["individual_number", "resident_code", "lg_code", "unknown"]

@@ -20,14 +20,24 @@ _IN_CHUNK = 900
 def mark_delivered(session: Session, keys: Collection[str], at: dt.datetime) -> int:
     """Mark the messages with these keys delivered; those already marked keep their first time."""
     pending = list(keys)
+    if not pending:
+        return 0
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    # PostgreSQL: one statement with one array parameter (a bulk import acknowledges
+    # 20,000 at once); SQLite: IN lists under its limit on parameters.
+    chunks = (
+        [pending] if postgresql else [pending[i : i + _IN_CHUNK] for i in range(0, len(pending), _IN_CHUNK)]
+    )
     marked = 0
-    for i in range(0, len(pending), _IN_CHUNK):
+    for chunk in chunks:
+        matching = (
+            OutboxMessage.idempotency_key == func.any(chunk)
+            if postgresql
+            else OutboxMessage.idempotency_key.in_(chunk)
+        )
         result = session.execute(
             update(OutboxMessage)
-            .where(
-                OutboxMessage.idempotency_key.in_(pending[i : i + _IN_CHUNK]),
-                OutboxMessage.delivered_at.is_(None),
-            )
+            .where(matching, OutboxMessage.delivered_at.is_(None))
             .values(delivered_at=at)
             .execution_options(synchronize_session=False)
         )
