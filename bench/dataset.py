@@ -48,6 +48,9 @@ class ImportMeasurement:
     # (lg_code, residents, seconds until its outcome); the national seed runs after groups of
     # municipalities, so its time falls on the municipality that closes a group.
     per_municipality: list[tuple[str, int, float]] = field(default_factory=list)
+    # (seconds since the start, residents imported by then) as each outcome came in: whether
+    # the rate holds as the tables grow.
+    progress: list[tuple[float, int]] = field(default_factory=list)
     errors: int = 0
     peak_rss_mib: float = 0.0  # of the importing process (this one) by the end of the import
 
@@ -67,6 +70,7 @@ class ImportMeasurement:
             "errors": self.errors,
             "peak_rss_mib": round(self.peak_rss_mib, 1),
             "per_municipality": [[lg, n, round(s, 4)] for lg, n, s in self.per_municipality],
+            "progress": [[round(t, 2), n] for t, n in self.progress],
         }
 
 
@@ -137,6 +141,7 @@ def measure_import(
     municipal = make_engine(municipal_url)
     national = make_engine(national_url)
     per: list[tuple[str, int, float]] = []
+    progress: list[tuple[float, int]] = []
     try:
         with ui.bar(f"取込 ({scope})", None) as bar:
             started = time.monotonic()
@@ -151,6 +156,7 @@ def measure_import(
                 # Measured where it ran: with worker processes, outcomes arrive in bursts.
                 per.append((outcome.lg_code, outcome.persons, outcome.seconds))
                 done += outcome.persons
+                progress.append((now - started, done))
                 rate = done / max(now - started, 1e-9)
                 bar.update(completed=done, note=f"{rate:,.0f} 人/秒 {outcome.lg_code}")
 
@@ -175,6 +181,7 @@ def measure_import(
             seeded=report.seeded,
             left_for_relay=report.left_for_relay,
             per_municipality=per,
+            progress=progress,
             errors=len(report.errors),
             peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         )

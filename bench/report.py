@@ -16,7 +16,7 @@ import numpy as np
 
 from bench.config import BENCHMARKS, BY_KEY
 
-CHARTS = ("targets", "baselines", "latency", "memory", "import")
+CHARTS = ("targets", "baselines", "latency", "memory", "import", "progress")
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -297,6 +297,32 @@ def chart_import(per_municipality: list[list[Any]], path: Path) -> bool:
     return True
 
 
+def chart_progress(progress: list[list[float]], path: Path) -> bool:
+    """Residents imported over time, and the rate over each stretch: does it hold as the tables grow?"""
+    if len(progress) < 3:
+        return False
+    t = np.asarray([p[0] for p in progress], dtype=float) / 60
+    n = np.asarray([p[1] for p in progress], dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(t, n / 1e6, color="#1565c0", label="取り込んだ住民 (百万人)")
+    ax.set_xlabel("分")
+    ax.set_ylabel("百万人")
+    # The rate over stretches of about a twentieth of the import (outcomes arrive in bursts).
+    edges = np.linspace(0, n[-1], 21)
+    at = np.interp(edges, n, t)
+    rates = np.diff(edges) / np.maximum(np.diff(at) * 60, 1e-9)
+    rate_ax = ax.twinx()
+    rate_ax.stairs(rates, at, color="#c62828", label="その間の速度 (人/秒)")
+    rate_ax.set_ylim(0, float(rates.max()) * 1.15)
+    rate_ax.set_ylabel("人/秒")
+    lines = ax.get_legend_handles_labels()
+    rate_lines = rate_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + rate_lines[0], lines[1] + rate_lines[1], fontsize=8, loc="lower right")
+    ax.set_title(f"取込の進み ({n[-1]:,.0f} 人、{t[-1]:,.1f} 分、平均 {n[-1] / (t[-1] * 60):,.0f} 人/秒)")
+    _save(fig, path)
+    return True
+
+
 def write(
     report: dict[str, Any],
     *,
@@ -316,6 +342,7 @@ def write(
         "latency": lambda p: chart_latency(latencies, p),
         "memory": lambda p: chart_memory(memory[0], memory[1], p),
         "import": lambda p: chart_import(per_municipality, p),
+        "progress": lambda p: chart_progress(report.get("import", {}).get("progress", []), p),
     }
     for name in CHARTS:
         path = charts_dir / f"{name}.png"

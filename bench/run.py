@@ -110,7 +110,7 @@ def run(cfg: RunConfig, *, argv: list[str] | None = None) -> dict[str, Path]:
             if prepared.copy["seconds"] > 0
             else None,
             "details": {
-                **{k: v for k, v in measured.as_dict().items() if k != "per_municipality"},
+                **{k: v for k, v in measured.as_dict().items() if k not in ("per_municipality", "progress")},
                 "copy_baseline": prepared.copy,
                 "earlier_full_import": prepared.earlier_import,
             },

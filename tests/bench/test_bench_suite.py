@@ -69,6 +69,11 @@ def test_a_tiny_run_writes_every_figure_with_its_baseline_and_the_charts(tmp_pat
         assert by_key[key]["second"]["value"] is not None, key
     assert report["run"]["residents"] > 100
     assert report["import"]["residents"] == report["run"]["residents"]
+    # The import's progress: one point per municipality, in order, ending at every resident.
+    progress = report["import"]["progress"]
+    assert len(progress) == report["import"]["municipalities"]
+    assert [p[0] for p in progress] == sorted(p[0] for p in progress)
+    assert progress[-1][1] == report["import"]["residents"]
     assert by_key["events"]["details"]["undelivered_at_end"] == 0
     assert by_key["events"]["details"]["applied_nationally"] == by_key["events"]["details"]["outbox_messages"]
     assert by_key["extraction"]["details"]["rows"] == by_key["extraction"]["details"]["baseline_rows"]
@@ -84,7 +89,7 @@ def test_a_tiny_run_writes_every_figure_with_its_baseline_and_the_charts(tmp_pat
     assert "住民1人あたり" in summary
     assert "max_wal_size" in summary  # the server settings a bulk import's speed depends on
     charts = {p.stem: p for p in (results / report_path.stem).glob("*.png")}
-    assert {"targets", "baselines", "latency", "memory", "import"} <= set(charts)
+    assert {"targets", "baselines", "latency", "memory", "import", "progress"} <= set(charts)
     for path in charts.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert path.name in summary
