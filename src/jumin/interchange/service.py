@@ -190,11 +190,15 @@ class _MunicipalityImporter:
         keep_statistics: bool = True,
     ) -> None:
         self.engine = engine
-        # False in a worker process: the parent counts the whole import and refreshes the
-        # statistics itself (each chunk's importer would start counting from zero again).
-        self.keep_statistics = keep_statistics and not check_only
         self.national_db = national_db
         self.seeding = feed is NationalFeed.SEED and not check_only
+        # None in a worker process: the parent counts the whole import and refreshes the
+        # statistics itself (each chunk's importer would start counting from zero again).
+        self.statistics = (
+            _Statistics(engine, (national_db or national_engine()) if self.seeding else None)
+            if keep_statistics and not check_only
+            else None
+        )
         self.operator = operator
         self.check_only = check_only
         self.now = now
@@ -204,7 +208,6 @@ class _MunicipalityImporter:
         self.seeded = 0
         self.left = 0
         self.imported = 0
-        self.analyzed_at = 0
 
     def one(self, batch: MunicipalityRows) -> ImportOutcome:
         started = time.monotonic()
@@ -243,10 +246,9 @@ class _MunicipalityImporter:
             )
             self.seeded += applied
             self.left += left
-        if self.keep_statistics and self.imported >= max(2 * self.analyzed_at, STATISTICS_FROM):
-            self.flush()
-            refresh_statistics(self.engine, self.national_db if self.seeding else None)
-            self.analyzed_at = self.imported
+        if self.statistics is not None and self.statistics.due(self.imported):
+            self.flush()  # the national tables hold this share too before they are analysed
+            self.statistics.refresh(self.imported)
         return outcome
 
     def flush(self) -> None:
@@ -262,19 +264,35 @@ class _MunicipalityImporter:
 
 
 def refresh_statistics(municipal_engine: Engine, national_db: Engine | None) -> None:
-    """ANALYZE both sides; called each time the import has doubled, a handful of times for a
-    whole country, so that no plan outlives its table's growth by much.
+    """ANALYZE the register's tables, and the national store's unless ``national_db`` is None."""
+    with unit_of_work(municipal_engine) as session:
+        importer_statistics(session)
+    if national_db is not None:
+        with unit_of_work(national_db) as session:
+            national.refresh_statistics(session)
+
+
+@dataclass
+class _Statistics:
+    """When to refresh the statistics: each time the import has doubled, a handful of times
+    for a whole country, so that no plan outlives its table's growth by much.
 
     Counted over the whole import, never per worker or per chunk: at 10,000,000 residents
     in chunks of 20,000, a count restarting with each chunk made 2,000 rounds of ANALYZE
     over tables of several GB each (each samples up to 30,000 pages), most of the server's
     work late in an import.
     """
-    with unit_of_work(municipal_engine) as session:
-        importer_statistics(session)
-    if national_db is not None:
-        with unit_of_work(national_db) as session:
-            national.refresh_statistics(session)
+
+    municipal: Engine
+    national: Engine | None  # None: the national store is not being seeded
+    analyzed_at: int = 0
+
+    def due(self, imported: int) -> bool:
+        return imported >= max(2 * self.analyzed_at, STATISTICS_FROM)
+
+    def refresh(self, imported: int) -> None:
+        refresh_statistics(self.municipal, self.national)
+        self.analyzed_at = imported
 
 
 # Engines of a worker process, made once per process from the URLs it is given.
@@ -412,20 +430,20 @@ def import_directory(
     # Spawned, not forked: a fork would copy this process's connection pools and threads.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         in_flight: deque[Future[tuple[list[ImportOutcome], int, int]]] = deque()
-        analyzed_at = 0
+        statistics = (
+            None if check_only else _Statistics(engine, target if feed is NationalFeed.SEED else None)
+        )
 
         def collect_oldest() -> None:
-            nonlocal analyzed_at
             outcomes, seeded, left = in_flight.popleft().result()
             report.seeded += seeded
             report.left_for_relay += left
             for outcome in outcomes:
                 finished(outcome)
             imported = report.imported_persons
-            if not check_only and imported >= max(2 * analyzed_at, STATISTICS_FROM):
+            if statistics is not None and statistics.due(imported):
                 # The workers go on meanwhile: ANALYZE does not block their COPY.
-                refresh_statistics(engine, target if feed is NationalFeed.SEED else None)
-                analyzed_at = imported
+                statistics.refresh(imported)
 
         # A few chunks per worker in flight: enough to keep every worker busy, and the
         # files are read no further ahead than that (memory stays flat).

@@ -22,22 +22,20 @@ def mark_delivered(session: Session, keys: Collection[str], at: dt.datetime) -> 
     pending = list(keys)
     if not pending:
         return 0
-    postgresql = session.get_bind().dialect.name == "postgresql"
     # PostgreSQL: one statement with one array parameter (a bulk import acknowledges
     # 20,000 at once); SQLite: IN lists under its limit on parameters.
-    chunks = (
-        [pending] if postgresql else [pending[i : i + _IN_CHUNK] for i in range(0, len(pending), _IN_CHUNK)]
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        matching = [OutboxMessage.idempotency_key == func.any(pending)]
+    else:
+        matching = [
+            OutboxMessage.idempotency_key.in_(pending[i : i + _IN_CHUNK])
+            for i in range(0, len(pending), _IN_CHUNK)
+        ]
     marked = 0
-    for chunk in chunks:
-        matching = (
-            OutboxMessage.idempotency_key == func.any(chunk)
-            if postgresql
-            else OutboxMessage.idempotency_key.in_(chunk)
-        )
+    for keys_match in matching:
         result = session.execute(
             update(OutboxMessage)
-            .where(matching, OutboxMessage.delivered_at.is_(None))
+            .where(keys_match, OutboxMessage.delivered_at.is_(None))
             .values(delivered_at=at)
             .execution_options(synchronize_session=False)
         )
