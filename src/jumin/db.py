@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -18,7 +18,18 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, create_engine, event
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    DateTime,
+    Engine,
+    LargeBinary,
+    MetaData,
+    any_,
+    create_engine,
+    event,
+    literal,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -155,6 +166,25 @@ class CompressedText(TypeDecorator[str]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
         return None if value is None else expand_text(value)
+
+
+# Under every backend's bound-parameter limit (SQLite's was 999 before 3.32).
+_IN_LIST_LIMIT = 900
+
+
+def is_one_of(session: Session, column: Any, values: Sequence[Any]) -> list[ColumnElement[bool]]:
+    """Conditions that together select the rows whose ``column`` is among ``values``.
+
+    Run one statement per condition and merge what they find. On PostgreSQL that is one
+    statement whatever the count, with the values as one typed array (a bulk import asks
+    about 20,000 keys at once, and an IN list of that many is compiled anew every time);
+    elsewhere, IN lists of at most 900 values. No values, no conditions.
+    """
+    if not values:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return [column == any_(literal(list(values), ARRAY(column.type)))]
+    return [column.in_(values[i : i + _IN_LIST_LIMIT]) for i in range(0, len(values), _IN_LIST_LIMIT)]
 
 
 def utcnow() -> dt.datetime:

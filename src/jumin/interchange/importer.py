@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from jumin.audit import service as audit
 from jumin.audit.domain import Actor, AuditAction
+from jumin.db import is_one_of
 from jumin.interchange.bulk import BulkLoader, analyze, reclaim_updated_rows
 from jumin.interchange.layout import PERSONS, REMOVAL_EVENT_KINDS, EventRow, PersonRow, RowError
 from jumin.interchange.models import AtenaNumber, CardRecord, ImportLedger
@@ -239,9 +240,7 @@ def already_imported(session: Session, lg_code: str, digest: str) -> bool:
     )
 
 
-def _conflicts(
-    session: Session, loader: BulkLoader, valid: ValidMunicipality, number_hashes: dict[str, str]
-) -> list[RowError]:
+def _conflicts(session: Session, valid: ValidMunicipality, number_hashes: dict[str, str]) -> list[RowError]:
     """Live resident codes and 個人番号 already held by a live record elsewhere in this register."""
     lines_by_code = {p.resident_code: line for line, p in valid.persons if p.status == "live"}
     lines_by_hash = {
@@ -249,53 +248,20 @@ def _conflicts(
     }
     taken_codes: set[str] = set()
     taken_hashes: set[str] = set()
-    codes, hashes = list(lines_by_code), list(lines_by_hash)
-    if loader.postgresql:
-        taken_codes = (
-            set(
-                session.execute(
-                    select(Person.resident_code).where(
-                        Person.resident_code == func.any(codes), Person.lifecycle == "live"
-                    )
-                ).scalars()
-            )
-            if codes
-            else set()
+    for among in is_one_of(session, Person.resident_code, list(lines_by_code)):
+        taken_codes.update(
+            session.execute(select(Person.resident_code).where(among, Person.lifecycle == "live")).scalars()
         )
-        if hashes:
-            taken_hashes = {
-                h
-                for h in session.execute(
-                    select(PersonVersion.individual_number_hash)
-                    .join(Person, Person.id == PersonVersion.person_id)
-                    .where(
-                        PersonVersion.individual_number_hash == func.any(hashes), Person.lifecycle == "live"
-                    )
-                ).scalars()
-                if h is not None
-            }
-    else:
-        for i in range(0, len(codes), 900):
-            taken_codes.update(
-                session.execute(
-                    select(Person.resident_code).where(
-                        Person.resident_code.in_(codes[i : i + 900]), Person.lifecycle == "live"
-                    )
-                ).scalars()
-            )
-        for i in range(0, len(hashes), 900):
-            taken_hashes.update(
-                h
-                for h in session.execute(
-                    select(PersonVersion.individual_number_hash)
-                    .join(Person, Person.id == PersonVersion.person_id)
-                    .where(
-                        PersonVersion.individual_number_hash.in_(hashes[i : i + 900]),
-                        Person.lifecycle == "live",
-                    )
-                ).scalars()
-                if h is not None
-            )
+    for among in is_one_of(session, PersonVersion.individual_number_hash, list(lines_by_hash)):
+        taken_hashes.update(
+            h
+            for h in session.execute(
+                select(PersonVersion.individual_number_hash)
+                .join(Person, Person.id == PersonVersion.person_id)
+                .where(among, Person.lifecycle == "live")
+            ).scalars()
+            if h is not None
+        )
     errors = [
         RowError(
             PERSONS.filename,
@@ -351,7 +317,7 @@ def import_municipality(
     number_hashes = {
         p.atena_no: sealer.hash(p.individual_number) for _, p in valid.persons if p.individual_number
     }
-    conflicts = _conflicts(session, loader, valid, number_hashes)
+    conflicts = _conflicts(session, valid, number_hashes)
     if conflicts:
         return ImportOutcome(lg, "refused", errors=conflicts)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jumin.audit import service as audit
@@ -36,6 +36,7 @@ from jumin.audit.domain import Actor, AuditAction
 from jumin.core.municipalities import MunicipalityKind, load_master
 from jumin.core.names import normalize_kana
 from jumin.core.replication import DeliveryStatus
+from jumin.db import is_one_of
 from jumin.interchange.bulk import BulkLoader, analyze
 from jumin.keys import data_keyring, lookup_hasher
 from jumin.network.identity.domain import STATUS_LIVE, TimelineEntry, lay_out
@@ -67,21 +68,10 @@ class SeedOutcome:
     persons: int = 0
 
 
-def _chunks(values: Sequence[str], size: int = 900) -> list[Sequence[str]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
-
-
 def _existing(session: Session, column: Any, values: Sequence[str]) -> set[str]:
-    if not values:
-        return set()
-    if session.get_bind().dialect.name == "postgresql":
-        # One array parameter: an IN list of 900 is compiled anew for every chunk.
-        return {
-            str(v) for v in session.execute(select(column).where(column == func.any(list(values)))).scalars()
-        }
     found: set[str] = set()
-    for chunk in _chunks(values):
-        found.update(str(v) for v in session.execute(select(column).where(column.in_(chunk))).scalars())
+    for among in is_one_of(session, column, values):
+        found.update(str(v) for v in session.execute(select(column).where(among)).scalars())
     return found
 
 
@@ -137,13 +127,11 @@ def seed_identities(
 
     person_ids = list(parsed)
     sequenced: set[int] = set()
-    for chunk in [person_ids[i : i + 900] for i in range(0, len(person_ids), 900)]:
+    for among in is_one_of(session, SourceSequence.source_person_id, person_ids):
         sequenced.update(
             int(v)
             for v in session.execute(
-                select(SourceSequence.source_person_id).where(
-                    SourceSequence.source_lg_code == sender, SourceSequence.source_person_id.in_(chunk)
-                )
+                select(SourceSequence.source_person_id).where(SourceSequence.source_lg_code == sender, among)
             ).scalars()
         )
     codes = sorted({m.resident_code for ms in parsed.values() for m in ms})

@@ -8,23 +8,15 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from jumin.db import is_one_of
 from jumin.network.models import NationalIndividualNumber, NationalResidentCode
-
-# Stays under every backend's bound-parameter limit (SQLite's was 999 before 3.32).
-_IN_CHUNK = 900
 
 
 def allocated_among(session: Session, codes: Iterable[str]) -> set[str]:
     """Which of ``codes`` are already allocated."""
-    pending = list(codes)
     found: set[str] = set()
-    for i in range(0, len(pending), _IN_CHUNK):
-        chunk = pending[i : i + _IN_CHUNK]
-        found.update(
-            session.execute(
-                select(NationalResidentCode.code).where(NationalResidentCode.code.in_(chunk))
-            ).scalars()
-        )
+    for among in is_one_of(session, NationalResidentCode.code, list(codes)):
+        found.update(session.execute(select(NationalResidentCode.code).where(among)).scalars())
     return found
 
 

@@ -11,28 +11,15 @@ from collections.abc import Collection, Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from jumin.db import is_one_of
 from jumin.registry.arrival_models import ExpectedArrival
 from jumin.registry.models import OutboxMessage, Person, PersonVersion
-
-_IN_CHUNK = 900
 
 
 def mark_delivered(session: Session, keys: Collection[str], at: dt.datetime) -> int:
     """Mark the messages with these keys delivered; those already marked keep their first time."""
-    pending = list(keys)
-    if not pending:
-        return 0
-    # PostgreSQL: one statement with one array parameter (a bulk import acknowledges
-    # 20,000 at once); SQLite: IN lists under its limit on parameters.
-    if session.get_bind().dialect.name == "postgresql":
-        matching = [OutboxMessage.idempotency_key == func.any(pending)]
-    else:
-        matching = [
-            OutboxMessage.idempotency_key.in_(pending[i : i + _IN_CHUNK])
-            for i in range(0, len(pending), _IN_CHUNK)
-        ]
     marked = 0
-    for keys_match in matching:
+    for keys_match in is_one_of(session, OutboxMessage.idempotency_key, list(keys)):
         result = session.execute(
             update(OutboxMessage)
             .where(keys_match, OutboxMessage.delivered_at.is_(None))

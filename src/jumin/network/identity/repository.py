@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from jumin.db import is_one_of
 from jumin.network.identity.domain import STATUS_VOID
 from jumin.network.identity.models import (
     EnvelopeNonce,
@@ -19,8 +20,6 @@ from jumin.network.identity.models import (
     MunicipalityKey,
     SourceSequence,
 )
-
-_IN_CHUNK = 900
 
 
 def municipality_key(session: Session, lg_code: str) -> MunicipalityKey | None:
@@ -45,16 +44,9 @@ def forget_nonces_before(session: Session, before: dt.datetime) -> None:
 
 
 def inbox_keys_among(session: Session, keys: Iterable[str]) -> set[str]:
-    pending = list(keys)
     found: set[str] = set()
-    for i in range(0, len(pending), _IN_CHUNK):
-        found.update(
-            session.execute(
-                select(InboxMessage.idempotency_key).where(
-                    InboxMessage.idempotency_key.in_(pending[i : i + _IN_CHUNK])
-                )
-            ).scalars()
-        )
+    for among in is_one_of(session, InboxMessage.idempotency_key, list(keys)):
+        found.update(session.execute(select(InboxMessage.idempotency_key).where(among)).scalars())
     return found
 
 
@@ -148,16 +140,12 @@ def identities_of(session: Session, lg_code: str) -> Sequence[tuple[IdentityReco
 
 def holders(session: Session, resident_codes: Iterable[str]) -> dict[str, tuple[str, dt.date | None]]:
     """Who holds each code now: the holding municipality and the day its record began."""
-    pending = list(resident_codes)
     found: dict[str, tuple[str, dt.date | None]] = {}
-    for i in range(0, len(pending), _IN_CHUNK):
+    for among in is_one_of(session, IdentityRecord.resident_code, list(resident_codes)):
         rows = session.execute(
             select(IdentityRecord.resident_code, IdentityRecord.lg_code, SourceSequence.started_on)
             .outerjoin(SourceSequence, _holding_source())
-            .where(
-                IdentityRecord.resident_code.in_(pending[i : i + _IN_CHUNK]),
-                IdentityRecord.status != STATUS_VOID,
-            )
+            .where(among, IdentityRecord.status != STATUS_VOID)
         ).all()
         for code, lg_code, started_on in rows:
             found[code] = (lg_code, started_on)
