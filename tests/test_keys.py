@@ -46,3 +46,28 @@ def test_the_rotate_command(tmp_path: Path, monkeypatch) -> None:  # type: ignor
     listed = CliRunner().invoke(app, ["list"]).output.splitlines()
     assert sorted(line.split()[0] for line in listed) == sorted([first, ring.current_id])
     assert f"{ring.current_id} (現用)" in listed
+
+
+def test_a_rotation_by_another_process_is_used_by_the_next_value_sealed_here(tmp_path: Path) -> None:
+    server = DataKeyRing(tmp_path)
+    first = server.encrypt("123456789018", "individual_number")
+    # `jumin keys rotate` runs in its own process: its own ring on the same directory.
+    rotated_to = DataKeyRing(tmp_path).rotate()
+    second = server.encrypt("123456789018", "individual_number")
+    assert server.current_id == rotated_to
+    assert second.split(".")[1] == rotated_to != first.split(".")[1]
+    assert server.encryptor()("x", "individual_number").split(".")[1] == rotated_to
+    assert server.decrypt(first, "individual_number") == server.decrypt(second, "individual_number")
+
+
+def test_the_lookup_secret_is_created_once_and_a_replaced_one_is_read_again(tmp_path: Path) -> None:
+    from jumin.keys import load_or_create_secret
+
+    created = load_or_create_secret("lookup-test", tmp_path)
+    assert load_or_create_secret("lookup-test", tmp_path) == created
+    assert (tmp_path / "lookup-test.secret").read_text() == created.hex()
+    # Restored from a backup by an operator: a new file renamed over the old one.
+    replacement = tmp_path / "lookup-test.secret.new"
+    replacement.write_text("ab" * 32)
+    replacement.replace(tmp_path / "lookup-test.secret")
+    assert load_or_create_secret("lookup-test", tmp_path) == bytes.fromhex("ab" * 32)

@@ -32,6 +32,25 @@ def _write_secret(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+# Files read on every request (the current data key's id, the lookup secret) by path:
+# the text and the stat it was read at. A rotation writes a new file and renames it over
+# the old one (new inode), so another process's rotation is seen on the next call; the
+# stat costs a tenth of opening and reading the file, which was 9% of the server's time
+# recording 異動 (docs/performance.md).
+_read_files: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+
+def _read_text(path: Path) -> str:
+    stat = path.stat()
+    stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = _read_files.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    text = path.read_text()
+    _read_files[path] = (stamp, text)
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class SigningKey:
     key_id: str
@@ -87,7 +106,7 @@ class DataKeyRing:
 
     @property
     def current_id(self) -> str:
-        return (self.directory / "current").read_text().strip()
+        return _read_text(self.directory / "current").strip()
 
     def rotate(self) -> str:
         key_id = token_hex(4)
@@ -98,10 +117,16 @@ class DataKeyRing:
         self._keys[key_id] = bytes.fromhex((self.directory / f"{key_id}.key").read_text())
         return key_id
 
-    def encrypt(self, plaintext: str, associated: str = "") -> str:
+    def _current_key(self) -> tuple[str, bytes]:
         key_id = self.current_id
+        if key_id not in self._keys:  # rotated by another process since this one loaded
+            self._load()
+        return key_id, self._keys[key_id]
+
+    def encrypt(self, plaintext: str, associated: str = "") -> str:
+        key_id, key = self._current_key()
         nonce = token_bytes(12)
-        ct = AESGCM(self._keys[key_id]).encrypt(nonce, plaintext.encode(), associated.encode())
+        ct = AESGCM(key).encrypt(nonce, plaintext.encode(), associated.encode())
         return ".".join(["v1", key_id, urlsafe_b64encode(nonce).decode(), urlsafe_b64encode(ct).decode()])
 
     def decrypt(self, token: str, associated: str = "") -> str:
@@ -124,8 +149,8 @@ class DataKeyRing:
 
         The ciphertexts are the same format as ``encrypt``'s and open with ``decrypt``.
         """
-        key_id = self.current_id
-        cipher = AESGCM(self._keys[key_id])
+        key_id, key = self._current_key()
+        cipher = AESGCM(key)
 
         def encrypt(plaintext: str, associated: str = "") -> str:
             nonce = token_bytes(12)
@@ -149,10 +174,12 @@ def data_keyring(key_dir: Path | None = None) -> DataKeyRing:
 def load_or_create_secret(name: str, key_dir: Path | None = None, nbytes: int = 32) -> bytes:
     """A random symmetric secret (HMAC keys), created on first use."""
     path = (key_dir or get_settings().key_dir) / f"{name}.secret"
-    if not path.exists():
+    try:
+        return bytes.fromhex(_read_text(path).strip())
+    except FileNotFoundError:
         with contextlib.suppress(FileExistsError):
             _write_secret(path, token_bytes(nbytes).hex().encode())
-    return bytes.fromhex(path.read_text().strip())
+    return bytes.fromhex(_read_text(path).strip())
 
 
 def lookup_hasher(purpose: str) -> Callable[[str], str]:
