@@ -51,6 +51,14 @@ def run_command(
         int, typer.Option("--import-workers", help="取込のプロセス数 (0: jumin import と同じくコア数)")
     ] = 0,
     relay_interval: Annotated[float, typer.Option("--relay-interval", help="中継の間隔 (秒)")] = 0.2,
+    national_server: Annotated[
+        bool,
+        typer.Option(
+            "--national-server",
+            help="異動の中継先を別プロセスの全国センター (2つ目の jumin serve) にする"
+            " (省略時は負荷を受けるサーバー自身)",
+        ),
+    ] = False,
     pg: Annotated[str, typer.Option("--pg", help="PostgreSQL (データベース名なし)")] = DEFAULT_PG,
     database: Annotated[
         str, typer.Option("--database", help="市区町村側のデータベース名 (全国側は <名前>_national)")
@@ -89,6 +97,7 @@ def run_command(
         workers=workers,
         import_workers=import_workers,
         relay_interval=relay_interval,
+        national_server=national_server,
         port=port,
         results_dir=results_dir.resolve(),
         data_dir=data_dir.resolve(),

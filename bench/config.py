@@ -108,6 +108,9 @@ class RunConfig:
     workers: int = 1
     import_workers: int = 0
     relay_interval: float = 0.2
+    # The relay delivers to a second `jumin serve` of its own, as a national centre apart
+    # from the municipality's server would run, instead of the server under load.
+    national_server: bool = False
     port: int = 18780
     results_dir: Path = RESULTS_DIR
     data_dir: Path = DATA_DIR

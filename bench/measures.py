@@ -25,7 +25,7 @@ from bench import load
 from bench.actors import Actors
 from bench.config import RunConfig
 from bench.databases import connect, libpq
-from bench.server import start_relay
+from bench.server import Process, free_port, start_relay, start_server
 from bench.ui import UI
 from jumin.db import expand_text
 
@@ -209,9 +209,25 @@ def events(cfg: RunConfig, actors: Actors, port: int, ui: UI, env: dict[str, str
     if not households:
         return {"figure": None, "details": {"skipped": "no live households"}}
     _register_key(lg, cfg.national_url)
-    relay = start_relay(
-        env=env, port=port, lg_code=lg, interval=cfg.relay_interval, log=cfg.var_dir / "logs" / "relay.log"
-    )
+    national: Process | None = None
+    relay_port = port
+    if cfg.national_server:
+        relay_port = free_port(port + 1)
+        national = start_server(
+            env=env, port=relay_port, workers=1, log=cfg.var_dir / "logs" / "national-server.log"
+        )
+    try:
+        relay = start_relay(
+            env=env,
+            port=relay_port,
+            lg_code=lg,
+            interval=cfg.relay_interval,
+            log=cfg.var_dir / "logs" / "relay.log",
+        )
+    except BaseException:
+        if national is not None:
+            national.stop()
+        raise
     started_at = dt.datetime.now(dt.UTC)
     today = _today().isoformat()
     path = "/registry/events/move-within"
@@ -257,6 +273,8 @@ def events(cfg: RunConfig, actors: Actors, port: int, ui: UI, env: dict[str, str
         drained_seconds = time.monotonic() - load_ended
     finally:
         relay.stop()
+        if national is not None:
+            national.stop()
     with connect(cfg.municipal_url) as conn:
         sent = conn.execute(
             "SELECT idempotency_key, created_at, delivered_at FROM registry_outbox "
@@ -290,6 +308,7 @@ def events(cfg: RunConfig, actors: Actors, port: int, ui: UI, env: dict[str, str
             "undelivered_at_end": pending,
             "seconds_to_drain_after_load": round(drained_seconds, 2),
             "relay_interval_seconds": cfg.relay_interval,
+            "relay_delivers_to": "its own national server" if national else "the server under load",
             "replication_lag_ms": lag,
             "relay_log_tail": relay.tail(5) if pending != 0 else "",
         },

@@ -197,6 +197,7 @@ def run(cfg: RunConfig, *, argv: list[str] | None = None) -> dict[str, Path]:
             "concurrency": cfg.concurrency,
             "search_concurrency": cfg.search_concurrency,
             "events_concurrency": cfg.events_concurrency,
+            "national_server": "own process" if cfg.national_server else "the server under load",
             "pdf_concurrency": cfg.pdf_concurrency,
             "duration": cfg.duration,
             "warmup": cfg.warmup,

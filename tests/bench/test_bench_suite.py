@@ -33,7 +33,8 @@ WITH_BASELINE = {"import", "lookup", "extraction", "pdf"}
 WITH_SECOND = {"lookup", "events"}
 
 
-def test_a_tiny_run_writes_every_figure_with_its_baseline_and_the_charts(tmp_path: Path) -> None:
+def _tiny_run(tmp_path: Path, *options: str) -> Path:
+    """Run the suite on about 220 residents of Tottori; the report's path."""
     assert PG_URL is not None
     base, _, name = PG_URL.rpartition("/")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
@@ -45,13 +46,18 @@ def test_a_tiny_run_writes_every_figure_with_its_baseline_and_the_charts(tmp_pat
         "--pg", base, "--database", database, "--fresh",
         "--duration", "1", "--warmup", "0.2", "--concurrency", "4", "--events-concurrency", "2",
         "--pdf-concurrency", "2", "--search-concurrency", "2", "--batch-rows", "100",
-        "--results-dir", str(results), "--data-dir", str(tmp_path / "data"), "--quiet",
+        "--results-dir", str(results), "--data-dir", str(tmp_path / "data"), "--quiet", *options,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUMIN_")}
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-
     (report_path,) = results.glob("*.json")
+    return report_path
+
+
+def test_a_tiny_run_writes_every_figure_with_its_baseline_and_the_charts(tmp_path: Path) -> None:
+    report_path = _tiny_run(tmp_path)
+    results = report_path.parent
     report = json.loads(report_path.read_text(encoding="utf-8"))
     by_key = {b["key"]: b for b in report["benchmarks"]}
     assert set(by_key) == EXPECTED
@@ -93,3 +99,16 @@ def test_a_tiny_run_writes_every_figure_with_its_baseline_and_the_charts(tmp_pat
     for path in charts.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert path.name in summary
+
+
+def test_the_relay_can_deliver_to_a_national_server_of_its_own(tmp_path: Path) -> None:
+    report_path = _tiny_run(tmp_path, "--only", "events", "--national-server")
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    (events,) = [b for b in report["benchmarks"] if b["key"] == "events"]
+    details = events["details"]
+    assert details["relay_delivers_to"] == "its own national server"
+    assert report["run"]["national_server"] == "own process"
+    assert details["outbox_messages"] > 0
+    assert details["applied_nationally"] == details["outbox_messages"]
+    assert details["undelivered_at_end"] == 0
+    assert list((tmp_path / "data").glob("var-*/logs/national-server.log"))  # the second server ran
