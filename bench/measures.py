@@ -15,6 +15,7 @@ import random
 import time
 import urllib.parse
 from collections import defaultdict
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ from bench import load
 from bench.actors import Actors
 from bench.config import RunConfig
 from bench.databases import connect, libpq
-from bench.server import Process, free_port, start_relay, start_server
+from bench.server import free_port, start_relay, start_server
 from bench.ui import UI
 from jumin.db import expand_text
 
@@ -209,26 +210,6 @@ def events(cfg: RunConfig, actors: Actors, port: int, ui: UI, env: dict[str, str
     if not households:
         return {"figure": None, "details": {"skipped": "no live households"}}
     _register_key(lg, cfg.national_url)
-    national: Process | None = None
-    relay_port = port
-    if cfg.national_server:
-        relay_port = free_port(port + 1)
-        national = start_server(
-            env=env, port=relay_port, workers=1, log=cfg.var_dir / "logs" / "national-server.log"
-        )
-    try:
-        relay = start_relay(
-            env=env,
-            port=relay_port,
-            lg_code=lg,
-            interval=cfg.relay_interval,
-            log=cfg.var_dir / "logs" / "relay.log",
-        )
-    except BaseException:
-        if national is not None:
-            national.stop()
-        raise
-    started_at = dt.datetime.now(dt.UTC)
     today = _today().isoformat()
     path = "/registry/events/move-within"
 
@@ -241,7 +222,24 @@ def events(cfg: RunConfig, actors: Actors, port: int, ui: UI, env: dict[str, str
         }
         return load.Request.json("POST", path, body, actors.clerk_token)
 
-    try:
+    # Stopped in reverse: the relay first, then the national server it delivers to.
+    with ExitStack() as processes:
+        relay_port = port
+        if cfg.national_server:
+            relay_port = free_port(port + 1)
+            national = start_server(
+                env=env, port=relay_port, workers=1, log=cfg.var_dir / "logs" / "national-server.log"
+            )
+            processes.callback(national.stop)
+        relay = start_relay(
+            env=env,
+            port=relay_port,
+            lg_code=lg,
+            interval=cfg.relay_interval,
+            log=cfg.var_dir / "logs" / "relay.log",
+        )
+        processes.callback(relay.stop)
+        started_at = dt.datetime.now(dt.UTC)
         ui.say(
             f"異動 (転居): {cfg.events_concurrency} 並列 × {cfg.duration:.0f} 秒, "
             f"中継 {cfg.relay_interval} 秒間隔 ({lg})"
@@ -271,10 +269,6 @@ def events(cfg: RunConfig, actors: Actors, port: int, ui: UI, env: dict[str, str
                     break
                 time.sleep(0.25)
         drained_seconds = time.monotonic() - load_ended
-    finally:
-        relay.stop()
-        if national is not None:
-            national.stop()
     with connect(cfg.municipal_url) as conn:
         sent = conn.execute(
             "SELECT idempotency_key, created_at, delivered_at FROM registry_outbox "
@@ -308,7 +302,9 @@ def events(cfg: RunConfig, actors: Actors, port: int, ui: UI, env: dict[str, str
             "undelivered_at_end": pending,
             "seconds_to_drain_after_load": round(drained_seconds, 2),
             "relay_interval_seconds": cfg.relay_interval,
-            "relay_delivers_to": "its own national server" if national else "the server under load",
+            "relay_delivers_to": (
+                "its own national server" if cfg.national_server else "the server under load"
+            ),
             "replication_lag_ms": lag,
             "relay_log_tail": relay.tail(5) if pending != 0 else "",
         },
